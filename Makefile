@@ -1,0 +1,20 @@
+# The two commands of README.md: `make run` and `make test`.
+.PHONY: setup run test lint model bench
+
+setup:
+	@bash scripts/setup.sh
+
+model: setup
+	@.venv/bin/python -m bot.rasa_process
+
+run: setup model
+	@.venv/bin/gridbot run
+
+test: setup model
+	@bash scripts/test.sh
+
+lint: setup
+	@.venv/bin/ruff check .
+
+bench: setup model
+	@.venv/bin/python bench/e2e_latency.py

@@ -1,0 +1,45 @@
+"""Who is speaking and where, from the metadata the router attaches to every Rasa turn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rasa_sdk import Tracker
+
+
+@dataclass(frozen=True)
+class Speaker:
+    channel: str
+    group_id: str | None
+    sender_id: str
+    sender_name: str
+
+
+def speaker(tracker: Tracker) -> Speaker:
+    """Metadata first; the conversation id (channel:group:sender) as a fallback for turns without it."""
+    metadata: dict[str, Any] = (tracker.latest_message or {}).get("metadata") or {}
+    channel, _, rest = tracker.sender_id.partition(":")
+    group, _, sender = rest.partition(":")
+    return Speaker(
+        channel=metadata.get("channel") or channel,
+        group_id=metadata.get("group_id") or (None if group in ("", "private") else group),
+        sender_id=metadata.get("sender_id") or sender or tracker.sender_id,
+        sender_name=metadata.get("sender_name") or sender or tracker.sender_id,
+    )
+
+
+def deliver(
+    target_type: str, target_id: str, text: str, *, mention: tuple[str, str] | None = None, await_reply_from: str | None = None
+) -> dict[str, Any]:
+    """A message to somewhere other than the current conversation, as a custom payload the router sends on."""
+    item: dict[str, Any] = {"target_type": target_type, "target_id": target_id, "text": text}
+    if mention:
+        item["mentions"] = [{"id": mention[0], "name": mention[1]}]
+    if await_reply_from:
+        item["await_reply_from"] = await_reply_from
+    return {"deliver": [item]}
+
+
+def entity(tracker: Tracker, name: str) -> str | None:
+    return next(tracker.get_latest_entity_values(name), None)

@@ -1,0 +1,52 @@
+"""The services actions use, injected by the app at start-up (rasa_sdk instantiates actions itself)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from knowledge.base import KnowledgeBase
+from storage.engine import unit_of_work
+
+T = TypeVar("T")
+
+
+@dataclass
+class ActionServices:
+    session_factory: sessionmaker[Session]
+    knowledge: KnowledgeBase
+
+
+_services: ActionServices | None = None
+
+
+def configure(services: ActionServices) -> None:
+    global _services
+    _services = services
+
+
+def services() -> ActionServices:
+    if _services is None:
+        raise RuntimeError("actions.runtime.configure() was not called: actions run only inside the gridbot app")
+    return _services
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    with unit_of_work(services().session_factory) as session:
+        yield session
+
+
+async def in_transaction(work: Callable[[Session], T]) -> T:
+    """Run blocking database work in a thread, in one transaction, so the event loop keeps serving."""
+
+    def run() -> T:
+        with transaction() as session:
+            return work(session)
+
+    return await asyncio.to_thread(run)

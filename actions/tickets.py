@@ -1,0 +1,232 @@
+"""The resident and worker sides of the ticket loop: report form, submit, 办结, rating, status."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+from sqlalchemy.orm import Session
+
+from actions.context import Speaker, deliver, entity, speaker
+from actions.format import colour_name, error_text, local_time, status_name
+from actions.runtime import in_transaction
+from bot.texts import text as t
+from grid.geography import ChatGroup, Worker
+from grid.ratings import Rating, parse_rating
+from grid.service import TicketService
+from grid.workflow import TicketError
+
+Messages = list[dict[str, Any]]
+
+_LOCATION_FILLERS = re.compile(r"^(就在|在|是|位置是|地址是|地点是)|(那里|那边|这里|这边|附近|旁边)$")
+_HAS_PLACE = re.compile(r"[\u4e00-\u9fff0-9]")
+MAX_LOCATION_CHARS = 100
+
+
+def clean_location(value: str) -> str | None:
+    """'就在3号楼那边' → '3号楼'; empty or unreadable answers are refused so the form asks again."""
+    cleaned = _LOCATION_FILLERS.sub("", value.strip(" ，。,.!！?？")).strip()
+    if not cleaned or len(cleaned) > MAX_LOCATION_CHARS or not _HAS_PLACE.search(cleaned):
+        return None
+    return cleaned
+
+
+class ValidateReportForm(FormValidationAction):
+    def name(self) -> str:
+        return "validate_report_form"
+
+    def validate_location(
+        self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        return {"location": clean_location(str(slot_value)) if slot_value else None}
+
+    def validate_issue_description(
+        self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        """Keep the first description: an answer to "where?" that NLU also reads as a report must not replace it."""
+        if tracker.get_slot("requested_slot") not in (None, "issue_description"):
+            earlier = value_before_latest_message(tracker, "issue_description")
+            if earlier:
+                return {"issue_description": earlier}
+        value = str(slot_value or "").strip()
+        return {"issue_description": value or None}
+
+
+def value_before_latest_message(tracker: Tracker, slot: str) -> Any:
+    """The slot's value as it stood before the latest user message was processed."""
+    before_latest_message = False
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            before_latest_message = True
+        elif before_latest_message and event.get("event") == "slot" and event.get("name") == slot:
+            return event.get("value")
+    return None
+
+
+class ActionClearReport(Action):
+    """Forget a report the resident abandoned, so its description never leaks into the next one."""
+
+    def name(self) -> str:
+        return "action_clear_report"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
+        return [SlotSet("issue_description", None), SlotSet("location", None)]
+
+
+def _run_messages(dispatcher: CollectingDispatcher, messages: Messages) -> None:
+    for message in messages:
+        dispatcher.utter_message(**message)
+
+
+class ActionSubmitTicket(Action):
+    def name(self) -> str:
+        return "action_submit_ticket"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
+        who = speaker(tracker)
+        description = tracker.get_slot("issue_description") or ""
+        location = tracker.get_slot("location") or ""
+        category_hint = entity(tracker, "issue_category")
+        _run_messages(dispatcher, await in_transaction(lambda s: self._file(s, who, description, location, category_hint)))
+        return [SlotSet("issue_description", None), SlotSet("location", None), SlotSet("requested_slot", None)]
+
+    def _file(self, session: Session, who: Speaker, description: str, location: str, hint: str | None) -> Messages:
+        if not who.group_id:
+            return [{"text": t("tickets.not_a_group")}]
+        service = TicketService(session)
+        try:
+            ticket = service.file_report(
+                group_id=who.group_id,
+                reporter_id=who.sender_id,
+                reporter_name=who.sender_name,
+                description=description,
+                location=location,
+                category_hint=hint,
+            )
+        except TicketError as err:
+            return [{"text": error_text(err.code, err.params)}]
+        worker = session.get(Worker, ticket.assignee_id) if ticket.assignee_id else None
+        group = session.get(ChatGroup, ticket.group_id)
+        common = {
+            "number": ticket.number,
+            "category": ticket.category,
+            "location": ticket.location,
+            "deadline": local_time(ticket.deadline_at),
+        }
+        if worker is None:
+            return [{"text": t("tickets.filed_no_worker", **common)}]
+        notice = t(
+            "tickets.worker_new",
+            **common,
+            colour_name=colour_name(ticket.colour),
+            description=ticket.description,
+            reporter_name=ticket.reporter_name,
+            group_name=group.name if group else "",
+        )
+        return [
+            {"text": t("tickets.filed", **common, worker_name=worker.name)},
+            {"json_message": deliver("contact", worker.id, notice)},
+        ]
+
+
+class ActionWorkerResolve(Action):
+    def name(self) -> str:
+        return "action_worker_resolve"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
+        who = speaker(tracker)
+        number = entity(tracker, "ticket_number")
+        result = (entity(tracker, "command_text") or "").strip()
+        if not number or not result:
+            dispatcher.utter_message(text=t("errors.command_usage"))
+            return []
+        _run_messages(dispatcher, await in_transaction(lambda s: self._resolve(s, who, number, result)))
+        return []
+
+    def _resolve(self, session: Session, who: Speaker, number: str, result: str) -> Messages:
+        try:
+            ticket = TicketService(session).resolve(number, who.sender_id, result)
+        except TicketError as err:
+            return [{"text": error_text(err.code, err.params)}]
+        messages: Messages = [{"text": t("tickets.worker_resolved_ack", number=ticket.number)}]
+        if ticket.group_id:
+            ask = t("tickets.resident_resolved", number=ticket.number, result=result)
+            messages.append(
+                {
+                    "json_message": deliver(
+                        "room",
+                        ticket.group_id,
+                        ask,
+                        mention=(ticket.reporter_id, ticket.reporter_name),
+                        await_reply_from=ticket.reporter_id,
+                    )
+                }
+            )
+        return messages
+
+
+class ActionRateService(Action):
+    def name(self) -> str:
+        return "action_rate_service"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
+        who = speaker(tracker)
+        said = (tracker.latest_message or {}).get("text") or ""
+        rating = parse_rating(said, entity(tracker, "rating"))
+        if rating is None:
+            dispatcher.utter_message(text=t("tickets.rating_unclear"))
+            return []
+        _run_messages(dispatcher, await in_transaction(lambda s: self._rate(s, who, rating, said)))
+        return []
+
+    def _rate(self, session: Session, who: Speaker, rating: Rating, said: str) -> Messages:
+        try:
+            ticket = TicketService(session).rate(reporter_id=who.sender_id, group_id=who.group_id, rating=rating, comment=said)
+        except TicketError as err:
+            return [{"text": error_text(err.code, err.params)}]
+        if rating is not Rating.UNSATISFIED:
+            return [{"text": t("tickets.rated_closed", rating=rating.value, number=ticket.number)}]
+        messages: Messages = [{"text": t("tickets.rated_reopened", number=ticket.number)}]
+        if ticket.assignee_id:
+            notice = t("tickets.worker_reopened", number=ticket.number, comment=said)
+            messages.append({"json_message": deliver("contact", ticket.assignee_id, notice)})
+        return messages
+
+
+class ActionTicketStatus(Action):
+    def name(self) -> str:
+        return "action_ticket_status"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
+        who = speaker(tracker)
+        number = entity(tracker, "ticket_number")
+        _run_messages(dispatcher, await in_transaction(lambda s: self._status(s, who, number)))
+        return []
+
+    def _status(self, session: Session, who: Speaker, number: str | None) -> Messages:
+        service = TicketService(session)
+        if number:
+            try:
+                tickets = [service.get(number)]
+            except TicketError as err:
+                return [{"text": error_text(err.code, err.params)}]
+        else:
+            tickets = service.open_tickets_of(who.sender_id)
+        if not tickets:
+            return [{"text": t("tickets.status_none")}]
+        lines = [
+            t(
+                "tickets.status_line",
+                number=x.number,
+                category=x.category,
+                location=x.location,
+                status_name=status_name(x.status),
+                deadline=local_time(x.deadline_at),
+            )
+            for x in tickets[:5]
+        ]
+        return [{"text": "\n".join([t("tickets.status_header"), *lines])}]

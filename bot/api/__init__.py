@@ -1,0 +1,1 @@
+"""HTTP adapters: the web chat channel, Rasa's action endpoint, health."""

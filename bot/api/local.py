@@ -1,0 +1,142 @@
+"""The web chat channel's HTTP API and the /chat demo page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from bot.channels.webchat import render
+from bot.messages import IncomingMessage, TargetType
+from bot.normalise import has_words
+from bot.runtime import Services
+from grid.geography import ChatGroup, Grid, Worker
+from storage.engine import unit_of_work
+
+router = APIRouter()
+CHAT_PAGE = Path(__file__).resolve().parent.parent / "web" / "static" / "chat.html"
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+class LocalMessageIn(BaseModel):
+    group_id: str | None = Field(default=None, max_length=128, description="Empty or null: a private chat with the bot.")
+    sender_id: str = Field(min_length=1, max_length=128)
+    sender_name: str = Field(min_length=1, max_length=64)
+    text: str
+    mentions_bot: bool = False
+
+
+class Reply(BaseModel):
+    target_type: Literal["room", "contact"]
+    target_id: str
+    text: str
+
+
+class LocalMessageOut(BaseModel):
+    replies: list[Reply]
+
+
+class TranscriptLine(BaseModel):
+    id: int
+    direction: Literal["in", "out"]
+    sender_id: str
+    sender_name: str
+    text: str
+    created_at: str
+
+
+class TranscriptOut(BaseModel):
+    messages: list[TranscriptLine]
+
+
+@router.post("/api/v1/local/messages", response_model=LocalMessageOut, tags=["web chat"])
+async def post_message(body: LocalMessageIn, services: ServicesDep) -> LocalMessageOut:
+    """One message from a resident or worker; returns every message the bot sends because of it."""
+    text = body.text.strip()
+    limit = services.settings.max_text_chars
+    if not text:
+        raise HTTPException(422, "text is empty: send the message's words")
+    if len(text) > limit:
+        raise HTTPException(413, f"text is too long: {len(text)} characters, at most {limit}")
+    if not has_words(text):
+        raise HTTPException(422, "text has no words (only emoji, punctuation or spaces): the bot cannot act on it")
+    group_id = body.group_id or None
+    if group_id is not None:
+        with unit_of_work(services.session_factory) as session:
+            if session.get(ChatGroup, group_id) is None:
+                raise HTTPException(404, f"unknown group '{group_id}': map the group to a grid first")
+    message = IncomingMessage(
+        channel=services.webchat.name,
+        sender_id=body.sender_id.strip(),
+        sender_name=body.sender_name.strip(),
+        text=text,
+        group_id=group_id,
+        mentions_bot=body.mentions_bot,
+    )
+    services.webchat.record_incoming(message)
+    outgoing = await services.router.handle(message)
+    await services.webchat.deliver(outgoing)
+    return LocalMessageOut(
+        replies=[Reply(target_type=o.target_type.value, target_id=o.target_id, text=render(o)) for o in outgoing]
+    )
+
+
+@router.get("/api/v1/local/transcript", response_model=TranscriptOut, tags=["web chat"])
+async def transcript(
+    services: ServicesDep,
+    target_type: Literal["room", "contact"],
+    target_id: Annotated[str, Query(min_length=1, max_length=128)],
+    after: Annotated[int, Query(ge=0)] = 0,
+) -> TranscriptOut:
+    rows = services.webchat.transcript(TargetType(target_type), target_id, after)
+    return TranscriptOut(
+        messages=[
+            TranscriptLine(
+                id=r.id,
+                direction=r.direction,
+                sender_id=r.sender_id,
+                sender_name=r.sender_name,  # type: ignore[arg-type]
+                text=r.text,
+                created_at=r.created_at.isoformat(),
+            )
+            for r in rows
+        ]
+    )
+
+
+@router.get("/api/v1/local/demo", tags=["web chat"])
+async def demo_directory(services: ServicesDep) -> dict[str, list[dict[str, str]]]:
+    """Groups and workers the demo page offers to play."""
+    with unit_of_work(services.session_factory) as session:
+        groups = []
+        for group in session.scalars(select(ChatGroup).order_by(ChatGroup.id)):
+            worker = next((w for w in group.grid.workers if w.role == "worker"), None)
+            groups.append(
+                {
+                    "group_id": group.id,
+                    "name": group.name,
+                    "grid_name": group.grid.name,
+                    "worker_id": worker.id if worker else "",
+                    "worker_name": worker.name if worker else "",
+                }
+            )
+        workers = [
+            {"worker_id": w.id, "name": w.name, "grid_name": grid.name}
+            for w, grid in session.execute(select(Worker, Grid).join(Grid).order_by(Worker.id))
+        ]
+    return {"groups": groups, "workers": workers}
+
+
+@router.get("/chat", include_in_schema=False)
+async def chat_page() -> FileResponse:
+    return FileResponse(CHAT_PAGE, media_type="text/html; charset=utf-8")

@@ -1,0 +1,96 @@
+"""The local web chat channel: residents and workers played in a browser; the transcript lives in the database.
+
+It is the channel every test and demo uses, so it behaves like a platform: rooms and contacts, @mentions
+rendered in the text, and messages the bot sends on its own (a worker's 办结 posts in the group) appear
+in the transcript the page polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from bot.messages import IncomingMessage, OutgoingMessage, TargetType
+from storage.base import Base, utcnow
+from storage.engine import unit_of_work
+from storage.types import UTCDateTime
+
+BOT_SENDER_ID = "gridbot"
+
+
+class WebChatMessage(Base):
+    __tablename__ = "webchat_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target_type: Mapped[str] = mapped_column(String(8))
+    target_id: Mapped[str] = mapped_column(String(128), index=True)
+    direction: Mapped[str] = mapped_column(String(3))
+    sender_id: Mapped[str] = mapped_column(String(128))
+    sender_name: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def render(message: OutgoingMessage) -> str:
+    """WeChat shows an @mention as '@name' before the text; the web chat does the same."""
+    prefix = "".join(f"@{m.name} " for m in message.mentions)
+    return prefix + message.text
+
+
+class WebChatChannel:
+    name = "webchat"
+    max_text_chars = 4000
+
+    def __init__(self, factory: sessionmaker[Session], bot_name: str) -> None:
+        self._factory = factory
+        self._bot_name = bot_name
+
+    def record_incoming(self, message: IncomingMessage) -> None:
+        target_type, target_id = (
+            (TargetType.CONTACT, message.sender_id) if message.is_private else (TargetType.ROOM, message.group_id)
+        )
+        with unit_of_work(self._factory) as session:
+            session.add(
+                WebChatMessage(
+                    target_type=target_type,
+                    target_id=target_id,
+                    direction="in",
+                    sender_id=message.sender_id,
+                    sender_name=message.sender_name,
+                    text=message.text,
+                )
+            )
+
+    def _record_outgoing(self, messages: Sequence[OutgoingMessage]) -> None:
+        with unit_of_work(self._factory) as session:
+            session.add_all(
+                WebChatMessage(
+                    target_type=m.target_type,
+                    target_id=m.target_id,
+                    direction="out",
+                    sender_id=BOT_SENDER_ID,
+                    sender_name=self._bot_name,
+                    text=render(m),
+                )
+                for m in messages
+            )
+
+    async def deliver(self, messages: Sequence[OutgoingMessage]) -> None:
+        if messages:
+            await asyncio.to_thread(self._record_outgoing, messages)
+
+    def transcript(self, target_type: TargetType, target_id: str, after: int = 0, limit: int = 200) -> list[WebChatMessage]:
+        with unit_of_work(self._factory) as session:
+            query = (
+                select(WebChatMessage)
+                .where(
+                    WebChatMessage.target_type == target_type, WebChatMessage.target_id == target_id, WebChatMessage.id > after
+                )
+                .order_by(WebChatMessage.id)
+                .limit(limit)
+            )
+            return list(session.scalars(query))

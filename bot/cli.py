@@ -1,0 +1,123 @@
+"""`gridbot` command line: database, demo data, knowledge import, and the app server."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from bot.settings import get_settings
+from storage.engine import make_engine, make_session_factory, unit_of_work
+from storage.migrate import upgrade
+
+app = typer.Typer(help="GridBot 网格助手", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+demo_app = typer.Typer(help="Demo data for trying the bot.", no_args_is_help=True)
+kb_app = typer.Typer(help="Knowledge base.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(demo_app, name="demo")
+app.add_typer(kb_app, name="kb")
+console = Console()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations to DATABASE_URL (SQLite under var/ by default)."""
+    upgrade(get_settings().database_url)
+    console.print("[green]database is up to date[/green]")
+
+
+def _import_entries(path: Path, updated_by: str) -> tuple[int, int]:
+    from knowledge.loader import read_yaml, upsert_entries
+
+    entries = read_yaml(path)
+    engine = make_engine(get_settings().database_url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            return upsert_entries(session, entries, updated_by)
+    finally:
+        engine.dispose()
+
+
+@demo_app.command("load")
+def demo_load() -> None:
+    """Load the demo street, communities, grids, groups, workers and knowledge entries (idempotent)."""
+    from grid.demo import load_geography
+    from knowledge.loader import read_yaml, upsert_entries
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            counts = load_geography(session)
+            created, updated = upsert_entries(session, read_yaml(DEMO_ENTRIES), "demo")
+    finally:
+        engine.dispose()
+    console.print(f"demo loaded: {counts}, knowledge entries created {created}, updated {updated}")
+
+
+@kb_app.command("import")
+def kb_import(path: Path, updated_by: str = typer.Option("cli", help="Recorded as the editor.")) -> None:
+    """Import knowledge entries from a YAML file (upsert by external_id)."""
+    created, updated = _import_entries(path, updated_by)
+    console.print(f"created {created}, updated {updated}")
+
+
+@app.command("serve")
+def serve(host: str | None = None, port: int | None = None) -> None:
+    """Run the app (web chat, action endpoint) on APP_HOST:APP_PORT."""
+    settings = get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run("bot.app:create_app", factory=True, host=host or settings.app_host, port=port or settings.app_port)
+
+
+@app.command("run")
+def run(demo: bool = typer.Option(True, help="Load the demo grids, groups, workers and knowledge first.")) -> None:
+    """The embedded default in one command: migrate, demo data, Rasa model and server, then the app."""
+    import threading
+
+    import httpx
+
+    from bot import rasa_process
+
+    settings = get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if demo:
+        demo_load()
+    else:
+        db_upgrade()
+    model = rasa_process.ensure_model(console.print)
+    app_url = f"http://{settings.app_host}:{settings.app_port}"
+    endpoints = rasa_process.write_endpoints(VAR_DIR / "endpoints.yml", f"{app_url}/webhook", settings.redis_url)
+    rasa_port = httpx.URL(settings.rasa_url).port or 5005
+    rasa = rasa_process.start_rasa(model, rasa_port, endpoints, VAR_DIR / "log" / "rasa.log")
+    console.print(f"starting Rasa on port {rasa_port} (log: var/log/rasa.log), about 30 s…")
+
+    def announce() -> None:
+        try:
+            rasa_process.wait_ready(settings.rasa_url, rasa)
+        except (RuntimeError, TimeoutError) as exc:
+            console.print(f"[red]Rasa did not start: {exc}; see var/log/rasa.log[/red]")
+            return
+        console.print(f"[bold green]GridBot is ready. Chat as a resident or a worker at {app_url}/chat[/bold green]")
+
+    threading.Thread(target=announce, daemon=True).start()
+    try:
+        uvicorn.run("bot.app:create_app", factory=True, host=settings.app_host, port=settings.app_port)
+    finally:
+        rasa.terminate()
+        try:
+            rasa.wait(timeout=20)
+        except Exception:
+            rasa.kill()
+
+
+DEMO_ENTRIES = Path(__file__).resolve().parent.parent / "knowledge" / "data" / "demo_entries.yml"
+VAR_DIR = Path(__file__).resolve().parent.parent / "var"
+
+if __name__ == "__main__":
+    app()

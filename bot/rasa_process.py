@@ -1,0 +1,156 @@
+"""Train and start the Rasa server that lives in its own virtualenv (.venv-rasa).
+
+Training is keyed by a hash of the training files (config.yml, domain.yml, nlu/), and the trained model is
+kept in a cache outside the checkout, so a fresh clone with unchanged data starts without retraining.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from bot.settings import PROJECT_ROOT
+
+RASA_BIN = PROJECT_ROOT / ".venv-rasa" / "bin" / "rasa"
+MODELS_DIR = PROJECT_ROOT / "models"
+TRAINING_FILES = ("config.yml", "domain.yml")
+TRAINING_DIRS = ("nlu",)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GRIDBOT_CACHE", Path.home() / ".cache" / "gridbot"))
+
+
+def rasa_env() -> dict[str, str]:
+    """Rasa's environment: no telemetry (there is no network), quiet TensorFlow, a private HOME-less cache."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "RASA_TELEMETRY_ENABLED": "false",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
+            "PYTHONWARNINGS": "ignore",
+        }
+    )
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def training_hash() -> str:
+    digest = hashlib.sha256()
+    paths = [PROJECT_ROOT / name for name in TRAINING_FILES]
+    for folder in TRAINING_DIRS:
+        paths += sorted(p for p in (PROJECT_ROOT / folder).rglob("*") if p.is_file())
+    for path in paths:
+        digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def ensure_model(log=print) -> Path:  # type: ignore[no-untyped-def]
+    """The model for the current training data: from models/, from the cache, or trained now."""
+    name = f"gridbot-{training_hash()}.tar.gz"
+    target = MODELS_DIR / name
+    cached = cache_dir() / "models" / name
+    MODELS_DIR.mkdir(exist_ok=True)
+    if target.exists():
+        log(f"rasa model up to date: models/{name}")
+        return target
+    if cached.exists():
+        shutil.copyfile(cached, target)
+        log(f"rasa model restored from cache: models/{name}")
+        return target
+    log("training data changed: training the Rasa model (about 2–4 minutes on 2 cores)…")
+    started = time.monotonic()
+    subprocess.run(
+        [
+            str(RASA_BIN),
+            "train",
+            "--config",
+            "config.yml",
+            "--domain",
+            "domain.yml",
+            "--data",
+            "nlu",
+            "--out",
+            str(MODELS_DIR),
+            "--fixed-model-name",
+            name.removesuffix(".tar.gz"),
+        ],
+        cwd=PROJECT_ROOT,
+        env=rasa_env(),
+        check=True,
+    )
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(target, cached)
+    log(f"trained models/{name} in {time.monotonic() - started:.0f} s")
+    return target
+
+
+def write_endpoints(path: Path, action_url: str, redis_url: str | None) -> Path:
+    """Endpoints for this run: our action endpoint, and Redis tracker/lock stores when Redis is configured."""
+    endpoints: dict[str, object] = {"action_endpoint": {"url": action_url}}
+    if redis_url:
+        parsed = httpx.URL(redis_url)
+        store = {"url": parsed.host or "127.0.0.1", "port": parsed.port or 6379, "db": int(parsed.path.strip("/") or 0)}
+        endpoints["tracker_store"] = {"type": "redis", **store, "key_prefix": "gridbot", "record_exp": 7 * 24 * 3600}
+        endpoints["lock_store"] = {"type": "redis", **store, "key_prefix": "gridbot"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(endpoints, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def start_rasa(model: Path, port: int, endpoints: Path, log_file: Path) -> subprocess.Popen[bytes]:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    out = log_file.open("ab")
+    return subprocess.Popen(
+        [
+            str(RASA_BIN),
+            "run",
+            "--enable-api",
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "-i",
+            "127.0.0.1",
+            "--endpoints",
+            str(endpoints),
+            "--credentials",
+            "credentials.yml",
+            "--cors",
+            "http://127.0.0.1",
+        ],
+        cwd=PROJECT_ROOT,
+        env=rasa_env(),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 180.0) -> None:
+    """Block until Rasa has loaded its model; fail early if the process dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"rasa exited with code {process.returncode} before it was ready")
+        try:
+            response = httpx.get(f"{url}/status", timeout=2)
+            if response.status_code == 200 and response.json().get("model_file"):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"rasa at {url} not ready after {timeout:.0f} s")
+
+
+if __name__ == "__main__":
+    ensure_model(lambda line: print(line, file=sys.stderr))

@@ -1,0 +1,128 @@
+"""The message router: decides whether the bot speaks, sends the turn through Rasa, collects what to send.
+
+Like rasa-sdk's CollectingDispatcher, it only collects: it returns every outgoing message of the turn
+(replies in the group, private messages to workers) and the channel delivers them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from bot.commands import parse_command
+from bot.deferred import DeferredStore
+from bot.expectations import Expectations
+from bot.messages import IncomingMessage, Mention, OutgoingMessage, TargetType, conversation_id
+from bot.normalise import normalise
+from bot.rasa_client import RasaClient, RasaUnavailable
+from bot.settings import Settings
+from bot.texts import text as t
+
+log = logging.getLogger(__name__)
+
+
+class MessageRouter:
+    def __init__(self, settings: Settings, rasa: RasaClient, expectations: Expectations, deferred: DeferredStore) -> None:
+        self.settings = settings
+        self.rasa = rasa
+        self.expectations = expectations
+        self.deferred = deferred
+
+    async def handle(self, message: IncomingMessage) -> list[OutgoingMessage]:
+        """Route one message; if Rasa is down, hold it for retry and tell an addressing resident to wait."""
+        try:
+            return await self._route(message)
+        except RasaUnavailable as exc:
+            row_id = await asyncio.to_thread(self.deferred.hold, message, str(exc))
+            log.warning("rasa unavailable, message held as deferred #%s: %s", row_id, exc)
+            if message.is_private or message.mentions_bot or self._strip_prefix(self._clean(message)) is not None:
+                return [self._reply(message, t("router.rasa_down"))]
+            return []
+
+    async def retry_deferred(self) -> list[OutgoingMessage]:
+        """Replay held messages in arrival order; stops at the first failure so order is kept."""
+        outgoing: list[OutgoingMessage] = []
+        for row_id, message in await asyncio.to_thread(self.deferred.held):
+            try:
+                outgoing.extend(await self._route(message))
+            except RasaUnavailable as exc:
+                await asyncio.to_thread(self.deferred.finish, row_id, str(exc))
+                break
+            await asyncio.to_thread(self.deferred.finish, row_id)
+        return outgoing
+
+    def _clean(self, message: IncomingMessage) -> str:
+        return normalise(message.text, self.settings.bot_name)
+
+    def _strip_prefix(self, text: str) -> str | None:
+        for prefix in self.settings.command_prefixes:
+            if text.startswith(prefix):
+                return text[len(prefix) :].strip()
+        return None
+
+    async def _route(self, message: IncomingMessage) -> list[OutgoingMessage]:
+        text = self._clean(message)
+        conv = message.conversation_id
+        if message.is_private:
+            command = parse_command(text)
+            rasa_text = command.as_rasa_message() if command else text
+        else:
+            stripped = self._strip_prefix(text)
+            rasa_text = stripped if stripped else text
+            if not (message.mentions_bot or stripped is not None or await self.expectations.is_expected(conv)):
+                if not await self._confident_request(rasa_text):
+                    return []
+        metadata = {
+            "channel": message.channel,
+            "group_id": message.group_id,
+            "sender_id": message.sender_id,
+            "sender_name": message.sender_name,
+            "message_id": message.message_id,
+        }
+        responses = await self.rasa.send(conv, rasa_text, metadata)
+        outgoing = await self._collect(message, responses)
+        if not message.is_private:
+            if await self.rasa.active_loop(conv):
+                await self.expectations.expect(conv, self.settings.expect_reply_seconds)
+            elif not any(o.target_id == message.group_id and _mentions(o, message.sender_id) for o in outgoing[1:]):
+                await self.expectations.clear(conv)
+        return outgoing
+
+    async def _confident_request(self, text: str) -> bool:
+        parsed = await self.rasa.parse(text)
+        intent = parsed.get("intent") or {}
+        return (
+            intent.get("name") in self.settings.request_intents
+            and intent.get("confidence", 0.0) >= self.settings.request_confidence
+        )
+
+    async def _collect(self, message: IncomingMessage, responses: list[dict[str, Any]]) -> list[OutgoingMessage]:
+        outgoing: list[OutgoingMessage] = []
+        for response in responses:
+            if response.get("text"):
+                outgoing.append(self._reply(message, response["text"]))
+            custom = response.get("custom") or {}
+            for item in custom.get("deliver", []):
+                out = OutgoingMessage(
+                    target_type=TargetType(item["target_type"]),
+                    target_id=item["target_id"],
+                    text=item["text"],
+                    mentions=tuple(Mention(m["id"], m["name"]) for m in item.get("mentions", [])),
+                )
+                outgoing.append(out)
+                if awaited := item.get("await_reply_from"):
+                    conv = conversation_id(message.channel, out.target_id, awaited)
+                    await self.expectations.expect(conv, self.settings.expect_reply_seconds)
+        return outgoing
+
+    def _reply(self, message: IncomingMessage, body: str) -> OutgoingMessage:
+        """A reply goes back where the message came from; in a group it @-mentions the sender."""
+        if message.is_private:
+            return OutgoingMessage(TargetType.CONTACT, message.sender_id, body)
+        assert message.group_id is not None
+        return OutgoingMessage(TargetType.ROOM, message.group_id, body, (Mention(message.sender_id, message.sender_name),))
+
+
+def _mentions(message: OutgoingMessage, person_id: str) -> bool:
+    return any(m.id == person_id for m in message.mentions)

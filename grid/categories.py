@@ -1,0 +1,50 @@
+"""Issue categories from `data/categories.yml`: the table that gives a report its category, deadline and colour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+CATEGORIES_FILE = Path(__file__).parent / "data" / "categories.yml"
+FALLBACK_CATEGORY = "其他"
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    colour: str
+    deadline_hours: int
+    keywords: tuple[str, ...]
+
+
+@cache
+def load_categories(path: Path = CATEGORIES_FILE) -> tuple[Category, ...]:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))["categories"]
+    return tuple(Category(c["name"], c["colour"], int(c["deadline_hours"]), tuple(c.get("keywords") or ())) for c in raw)
+
+
+def category_named(name: str) -> Category | None:
+    return next((c for c in load_categories() if c.name == name), None)
+
+
+def classify(text: str, hint: str | None = None) -> Category:
+    """Pick the category: an NLU hint when it names a known category, else the longest matching keyword.
+
+    Longest match wins so 楼道灯 (物业管理) beats the shorter 灯-free keywords of other categories,
+    and table order breaks ties, which puts safety first.
+    """
+    if hint and (hinted := category_named(hint)):
+        return hinted
+    best: tuple[int, Category] | None = None
+    for category in load_categories():
+        for keyword in category.keywords:
+            if keyword in text and (best is None or len(keyword) > best[0]):
+                best = (len(keyword), category)
+    if best:
+        return best[1]
+    fallback = category_named(FALLBACK_CATEGORY)
+    assert fallback is not None, "categories.yml must define 其他"
+    return fallback

@@ -1,0 +1,82 @@
+"""Where things happen: regions, grids, the workers who serve them and the chat groups that belong to them."""
+
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from storage.base import Base
+
+REGION_LEVELS = ("district", "street", "community")
+
+
+class Region(Base):
+    """A district, street (街道) or community (社区); `parent_code` links them into a tree."""
+
+    __tablename__ = "regions"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    level: Mapped[str] = mapped_column(String(16))
+    parent_code: Mapped[str | None] = mapped_column(ForeignKey("regions.code"), default=None)
+
+
+class Grid(Base):
+    __tablename__ = "grids"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    community_code: Mapped[str] = mapped_column(ForeignKey("regions.code"))
+
+    workers: Mapped[list[Worker]] = relationship(back_populates="grid", order_by="Worker.id")
+
+
+class Worker(Base):
+    """A grid worker (网格员) or community lead; `id` is the worker's chat account id."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    grid_code: Mapped[str] = mapped_column(ForeignKey("grids.code"))
+    role: Mapped[str] = mapped_column(String(16), default="worker")
+    on_duty: Mapped[bool] = mapped_column(default=True)
+
+    grid: Mapped[Grid] = relationship(back_populates="workers")
+
+
+class ChatGroup(Base):
+    """A resident group (便民群) on some channel; it belongs to exactly one grid."""
+
+    __tablename__ = "chat_groups"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    grid_code: Mapped[str] = mapped_column(ForeignKey("grids.code"))
+
+    grid: Mapped[Grid] = relationship()
+
+
+def region_chain(session: Session, grid_code: str) -> list[str]:
+    """The grid's community, street and district codes, nearest first: what a region-scoped answer may match."""
+    grid = session.get(Grid, grid_code)
+    if grid is None:
+        return []
+    chain: list[str] = []
+    code: str | None = grid.community_code
+    while code is not None and code not in chain:
+        chain.append(code)
+        region = session.get(Region, code)
+        code = region.parent_code if region else None
+    return chain
+
+
+def on_duty_worker(session: Session, grid_code: str) -> Worker | None:
+    """The worker a new ticket goes to: the grid's first on-duty worker."""
+    grid = session.get(Grid, grid_code)
+    if grid is None:
+        return None
+    for worker in grid.workers:
+        if worker.on_duty and worker.role == "worker":
+            return worker
+    return None

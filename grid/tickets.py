@@ -1,0 +1,85 @@
+"""Ticket (工单) and its history; a state change is a method that writes its own history row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from grid.workflow import Role, Status, check_transition
+from storage.base import Base, utcnow
+from storage.types import UTCDateTime
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    category: Mapped[str] = mapped_column(String(32))
+    colour: Mapped[str] = mapped_column(String(8))
+    description: Mapped[str] = mapped_column(Text)
+    location: Mapped[str] = mapped_column(String(256))
+    reporter_id: Mapped[str] = mapped_column(String(128), index=True)
+    reporter_name: Mapped[str] = mapped_column(String(128))
+    group_id: Mapped[str | None] = mapped_column(ForeignKey("chat_groups.id"), default=None, index=True)
+    grid_code: Mapped[str] = mapped_column(ForeignKey("grids.code"))
+    assignee_id: Mapped[str | None] = mapped_column(ForeignKey("workers.id"), default=None, index=True)
+    status: Mapped[Status] = mapped_column(String(16), default=Status.SUBMITTED)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    result: Mapped[str | None] = mapped_column(Text, default=None)
+    rating: Mapped[str | None] = mapped_column(String(16), default=None)
+    rating_comment: Mapped[str | None] = mapped_column(Text, default=None)
+
+    events: Mapped[list[TicketEvent]] = relationship(
+        back_populates="ticket", order_by="TicketEvent.id", cascade="all, delete-orphan"
+    )
+
+    def apply(self, action: str, actor_id: str, role: Role, note: str | None = None) -> TicketEvent:
+        """Move the ticket by `action` if `role` may, and record who did it and when."""
+        transition = check_transition(action, Status(self.status), role)
+        event = TicketEvent(
+            action=action,
+            from_status=Status(self.status),
+            to_status=transition.target,
+            actor_id=actor_id,
+            actor_role=role,
+            note=note,
+        )
+        self.status = transition.target
+        now = event.created_at = utcnow()
+        if transition.target is Status.RESOLVED:
+            self.resolved_at = now
+        elif transition.target in (Status.CLOSED, Status.CANCELLED):
+            self.closed_at = now
+        self.events.append(event)
+        return event
+
+
+class TicketEvent(Base):
+    __tablename__ = "ticket_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str] = mapped_column(String(128))
+    actor_role: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class TicketCounter(Base):
+    """Last ticket sequence number of a local day, so numbers read GD20261125-0001, -0002, …"""
+
+    __tablename__ = "ticket_counters"
+
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer, default=0)

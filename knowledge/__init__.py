@@ -1,0 +1,1 @@
+"""Policy knowledge base: admin-maintained entries and retrieval that answers with a cited source."""

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Creates or refreshes the two virtualenvs:
+#   .venv       the app (Python 3.11, requirements-dev.txt), rebuilt when its requirements change;
+#   .venv-rasa  Rasa 3.6.21 from a lock file: Python 3.10 when one is found (supported), else 3.11.
+# The Rasa venv (2.5 GB) is built once per lock in ${GRIDBOT_CACHE:-~/.cache/gridbot} and linked, so a
+# fresh clone does not reinstall it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE="${GRIDBOT_CACHE:-$HOME/.cache/gridbot}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+usable() { "$1" -c 'import sys, venv' >/dev/null 2>&1; }
+find_python() {  # first interpreter of the wanted minor version that actually runs
+  local minor=$1 candidate
+  for candidate in "python3.$minor" "$HOME/.pyenv/versions/3.$minor".*/bin/python /usr/bin/python3."$minor" /usr/local/bin/python3."$minor"; do
+    if command -v "$candidate" >/dev/null 2>&1 && usable "$candidate" \
+       && [ "$("$candidate" -c 'import sys; print(sys.version_info[1])')" = "$minor" ]; then
+      command -v "$candidate"; return 0
+    fi
+  done
+  return 1
+}
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+# --- app ---------------------------------------------------------------------------------------
+PY_APP=$(find_python 11) || { echo "error: Python 3.11 is required for the app (python3.11 not found)" >&2; exit 1; }
+app_hash=$(hash_of requirements.txt requirements-dev.txt pyproject.toml)
+if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.gridbot-hash 2>/dev/null)" != "$app_hash" ]; then
+  echo "==> app virtualenv .venv ($PY_APP)"
+  rm -rf .venv
+  "$PY_APP" -m venv .venv
+  .venv/bin/pip install -q -r requirements-dev.txt
+  .venv/bin/pip install -q --no-deps -e .
+  echo "$app_hash" > .venv/.gridbot-hash
+fi
+
+# --- rasa --------------------------------------------------------------------------------------
+if PY_RASA=$(find_python 10); then
+  lock=requirements-rasa-py310.lock; extra=()
+else
+  PY_RASA=$PY_APP; lock=requirements-rasa-py311.lock; extra=(--ignore-requires-python)
+  echo "note: no Python 3.10 found; installing Rasa on 3.11 from $lock (see README)"
+fi
+rasa_venv="$CACHE/venvs/rasa-$(hash_of "$lock")-$("$PY_RASA" -c 'import sys; print("%d%d" % sys.version_info[:2])')"
+if [ ! -f "$rasa_venv/.complete" ]; then
+  echo "==> Rasa virtualenv ($PY_RASA, $lock) in $rasa_venv: a few minutes the first time"
+  rm -rf "$rasa_venv"
+  mkdir -p "$(dirname "$rasa_venv")"
+  "$PY_RASA" -m venv "$rasa_venv"
+  "$rasa_venv/bin/pip" install -q --upgrade "pip<24.1"
+  "$rasa_venv/bin/pip" install -q --no-deps --prefer-binary "${extra[@]}" -r "$lock"
+  "$rasa_venv/bin/rasa" --version >/dev/null
+  touch "$rasa_venv/.complete"
+fi
+if [ "$(readlink .venv-rasa 2>/dev/null)" != "$rasa_venv" ]; then
+  rm -rf .venv-rasa
+  ln -s "$rasa_venv" .venv-rasa
+fi
+echo "==> virtualenvs ready: .venv (app), .venv-rasa -> $rasa_venv"

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Lint, then the whole suite against the real Rasa server, Redis, SQLite and PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1
+export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
+export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgresql://127.0.0.1:5432/test}"
+.venv/bin/ruff check .
+.venv/bin/pytest "$@"

@@ -1,0 +1,1 @@
+"""Persistence shared by the domain packages: one declarative base, one engine factory."""

@@ -1,0 +1,111 @@
+"""Fixtures: databases (SQLite and PostgreSQL), real Redis, the trained Rasa server and the live app."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot import rasa_process
+from bot.settings import Settings
+from grid.demo import load_geography
+from knowledge.loader import read_yaml, upsert_entries
+from storage.engine import make_engine, make_session_factory, unit_of_work
+from storage.migrate import upgrade
+from tests.servers import Chat, app_server, free_port, fresh_postgres
+
+DEMO_ENTRIES = Path(__file__).resolve().parent.parent / "knowledge" / "data" / "demo_entries.yml"
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database with the demo data, once per backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'gridbot.db'}"
+        _prepare(url)
+        yield url
+    else:
+        with fresh_postgres(POSTGRES_URL) as url:
+            _prepare(url)
+            yield url
+
+
+def _prepare(url: str) -> None:
+    upgrade(url)
+    engine = make_engine(url)
+    with unit_of_work(make_session_factory(engine)) as session:
+        load_geography(session)
+        upsert_entries(session, read_yaml(DEMO_ENTRIES), "test")
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def session_factory(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def app_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def rasa_url(app_port: int, redis_client: redis.Redis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Rasa server trained from this repo's data (cached by hash), tracker and lock store in real Redis."""
+    model = rasa_process.ensure_model()
+    port = free_port()
+    folder = tmp_path_factory.mktemp("rasa")
+    endpoints = rasa_process.write_endpoints(folder / "endpoints.yml", f"http://127.0.0.1:{app_port}/webhook", REDIS_URL)
+    log_file = folder / "rasa.log"
+    process = rasa_process.start_rasa(model, port, endpoints, log_file)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        rasa_process.wait_ready(url, process, timeout=240)
+    except Exception:
+        process.kill()
+        raise RuntimeError(f"rasa failed to start:\n{log_file.read_text()[-4000:]}") from None
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except Exception:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def app_url(database_url: str, rasa_url: str, app_port: int) -> Iterator[str]:
+    """The live app on the port Rasa's action endpoint points at, backed by this run's database."""
+    settings = Settings(database_url=database_url, redis_url=REDIS_URL, rasa_url=rasa_url, app_port=app_port)
+    with app_server(settings) as url:
+        yield url
+
+
+@pytest.fixture
+def chat(app_url: str) -> Iterator[Chat]:
+    client = Chat(app_url)
+    yield client
+    client.http.close()
+
+
+@pytest.fixture
+def resident() -> tuple[str, str]:
+    """A fresh resident id per test, so Rasa conversations never carry over between tests."""
+    return f"resident-{uuid.uuid4().hex[:8]}", "居民小王"

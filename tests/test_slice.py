@@ -1,0 +1,130 @@
+"""The foundation slice end to end: web chat → router → real Rasa → app actions → database → replies."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from grid.tickets import Ticket
+from tests.servers import Chat
+
+GROUP = "demo-grid-1"
+WORKER = ("worker-1", "张敏")
+TICKET_NUMBER = re.compile(r"GD\d{8}-\d{4}")
+
+pytestmark = pytest.mark.rasa
+
+
+def _room(replies: list[dict[str, str]], group: str = GROUP) -> list[str]:
+    return [r["text"] for r in replies if r["target_type"] == "room" and r["target_id"] == group]
+
+
+def _to(replies: list[dict[str, str]], contact: str) -> list[str]:
+    return [r["text"] for r in replies if r["target_type"] == "contact" and r["target_id"] == contact]
+
+
+def test_policy_question_is_answered_with_its_source(chat: Chat, resident: tuple[str, str]) -> None:
+    sender, name = resident
+    replies = chat.say("社区的高龄补贴怎么申请", group=GROUP, sender=sender, name=name, mention=True)
+    room = _room(replies)
+    assert len(room) == 1, replies
+    assert room[0].startswith(f"@{name} ")
+    assert "高龄" in room[0] and "来源：" in room[0]
+    assert "示范区民政局" in room[0]
+
+
+def test_report_without_place_becomes_a_ticket_for_the_grid_worker(
+    chat: Chat, resident: tuple[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    sender, name = resident
+    asked = chat.say("楼道灯坏了 晚上黑乎乎的", group=GROUP, sender=sender, name=name, mention=True)
+    assert any("哪个位置" in text for text in _room(asked)), asked
+
+    # The answer comes without @: the bot is waiting for this resident, so it listens.
+    filed = chat.say("3号楼2单元", group=GROUP, sender=sender, name=name)
+    to_worker = _to(filed, WORKER[0])
+    room = _room(filed)
+    assert len(to_worker) == 1 and len(room) == 1, filed
+    number = TICKET_NUMBER.search(room[0]).group(0)  # type: ignore[union-attr]
+    assert number in to_worker[0] and "3号楼2单元" in to_worker[0]
+
+    with session_factory() as session:
+        ticket = session.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket is not None
+        assert (ticket.group_id, ticket.grid_code, ticket.reporter_id) == (GROUP, "grid-1", sender)
+        assert ticket.location == "3号楼2单元"
+        assert "楼道灯坏了" in ticket.description
+        assert ticket.category == "物业管理"
+        assert ticket.assignee_id == WORKER[0] and ticket.status == "dispatched"
+        assert ticket.deadline_at > ticket.created_at
+
+
+def _file_ticket(chat: Chat, sender: str, name: str) -> str:
+    replies = chat.say("5号楼门口的路灯不亮了", group=GROUP, sender=sender, name=name, mention=True)
+    room = _room(replies)
+    assert room and TICKET_NUMBER.search(room[0]), replies
+    return TICKET_NUMBER.search(room[0]).group(0)  # type: ignore[union-attr]
+
+
+def test_worker_resolves_resident_rates_ticket_closes(
+    chat: Chat, resident: tuple[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    sender, name = resident
+    number = _file_ticket(chat, sender, name)
+
+    done = chat.say(f"办结 {number} 已更换灯泡，恢复照明", group=None, sender=WORKER[0], name=WORKER[1])
+    assert any(number in text and "已办结" in text for text in _to(done, WORKER[0])), done
+    room = _room(done)
+    assert len(room) == 1 and room[0].startswith(f"@{name} ") and "满意" in room[0], done
+
+    rated = chat.say("满意", group=GROUP, sender=sender, name=name)
+    assert any("感谢" in text and number in text for text in _room(rated)), rated
+
+    with session_factory() as session:
+        ticket = session.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket is not None
+        assert ticket.status == "closed" and ticket.rating == "满意"
+        assert ticket.result == "已更换灯泡，恢复照明"
+        assert [e.action for e in ticket.events] == ["submit", "dispatch", "resolve", "close"]
+
+
+def test_unsatisfied_rating_reopens_and_goes_back_to_the_worker(
+    chat: Chat, resident: tuple[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    sender, name = resident
+    number = _file_ticket(chat, sender, name)
+    chat.say(f"办结 {number} 已处理", group=None, sender=WORKER[0], name=WORKER[1])
+
+    rated = chat.say("不满意 灯还是不亮", group=GROUP, sender=sender, name=name)
+    assert any(number in text for text in _to(rated, WORKER[0])), rated
+    with session_factory() as session:
+        ticket = session.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket is not None and ticket.status == "dispatched" and ticket.rating == "不满意"
+        assert [e.action for e in ticket.events][-2:] == ["reopen", "dispatch"]
+
+
+def test_only_the_assignee_may_resolve(chat: Chat, resident: tuple[str, str]) -> None:
+    sender, name = resident
+    number = _file_ticket(chat, sender, name)
+    refused = chat.say(f"办结 {number} 我来办", group=None, sender="worker-2", name="李强")
+    assert _to(refused, "worker-2") and "不是派给您的" in _to(refused, "worker-2")[0]
+    assert not _room(refused)
+
+
+CHATTER = [
+    "今天天气真好啊",
+    "明天早上菜市场有新鲜的草莓",
+    "谁家的小狗跑出来了 挺可爱的",
+    "哈哈哈哈 笑死我了",
+    "晚上七点广场见 一起跳舞",
+    "收到",
+]
+
+
+@pytest.mark.parametrize("line", CHATTER)
+def test_ordinary_chatter_gets_no_reply(chat: Chat, resident: tuple[str, str], line: str) -> None:
+    sender, name = resident
+    assert chat.say(line, group=GROUP, sender=sender, name=name) == []
