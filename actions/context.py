@@ -30,14 +30,14 @@ def speaker(tracker: Tracker) -> Speaker:
 
 
 def deliver(
-    target_type: str, target_id: str, text: str, *, mention: tuple[str, str] | None = None, await_reply_from: str | None = None
+    target_type: str, target_id: str, text: str, *, mention: tuple[str, str] | None = None, await_rating_from: str | None = None
 ) -> dict[str, Any]:
     """A message to somewhere other than the current conversation, as a custom payload the router sends on."""
     item: dict[str, Any] = {"target_type": target_type, "target_id": target_id, "text": text}
     if mention:
         item["mentions"] = [{"id": mention[0], "name": mention[1]}]
-    if await_reply_from:
-        item["await_reply_from"] = await_reply_from
+    if await_rating_from:
+        item["await_rating_from"] = await_rating_from
     return {"deliver": [item]}
 
 

@@ -39,6 +39,14 @@ class ValidateReportForm(FormValidationAction):
     def name(self) -> str:
         return "validate_report_form"
 
+    async def required_slots(
+        self, domain_slots: list[str], dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[str]:
+        """A report made in private chat has no grid: ask nothing, so the submit step explains where to report."""
+        if not speaker(tracker).group_id:
+            return []
+        return domain_slots
+
     def validate_location(
         self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
@@ -162,7 +170,7 @@ class ActionWorkerResolve(Action):
                         ticket.group_id,
                         ask,
                         mention=(ticket.reporter_id, ticket.reporter_name),
-                        await_reply_from=ticket.reporter_id,
+                        await_rating_from=ticket.reporter_id,
                     )
                 }
             )

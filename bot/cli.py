@@ -45,19 +45,9 @@ def _import_entries(path: Path, updated_by: str) -> tuple[int, int]:
 @demo_app.command("load")
 def demo_load() -> None:
     """Load the demo street, communities, grids, groups, workers and knowledge entries (idempotent)."""
-    from grid.demo import load_geography
-    from knowledge.loader import read_yaml, upsert_entries
+    from bot.demo import load_demo
 
-    settings = get_settings()
-    upgrade(settings.database_url)
-    engine = make_engine(settings.database_url)
-    try:
-        with unit_of_work(make_session_factory(engine)) as session:
-            counts = load_geography(session)
-            created, updated = upsert_entries(session, read_yaml(DEMO_ENTRIES), "demo")
-    finally:
-        engine.dispose()
-    console.print(f"demo loaded: {counts}, knowledge entries created {created}, updated {updated}")
+    console.print(f"demo loaded: {load_demo(get_settings().database_url)}")
 
 
 @kb_app.command("import")
@@ -116,7 +106,6 @@ def run(demo: bool = typer.Option(True, help="Load the demo grids, groups, worke
             rasa.kill()
 
 
-DEMO_ENTRIES = Path(__file__).resolve().parent.parent / "knowledge" / "data" / "demo_entries.yml"
 VAR_DIR = Path(__file__).resolve().parent.parent / "var"
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Who the bot is waiting to hear from: a resident it asked for a location or a rating.
+"""Who the bot is waiting to hear from, and for what: a location for a report form, or a rating.
 
 Groups are noisy, so an unaddressed message is normally ignored; an expected reply is not. Kept in Redis
 when configured (shared by all app processes), in memory otherwise. A dead Redis degrades to "not
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from enum import StrEnum
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -16,30 +17,35 @@ import redis.asyncio as aioredis
 log = logging.getLogger(__name__)
 
 
+class Awaiting(StrEnum):
+    FORM = "form"  # Rasa has an active form asking this person something
+    RATING = "rating"  # a worker resolved this person's ticket; the bot asked for a rating
+
+
 class Expectations(Protocol):
-    async def expect(self, conversation_id: str, ttl_seconds: int) -> None: ...
-    async def is_expected(self, conversation_id: str) -> bool: ...
+    async def expect(self, conversation_id: str, awaiting: Awaiting, ttl_seconds: int) -> None: ...
+    async def awaiting(self, conversation_id: str) -> Awaiting | None: ...
     async def clear(self, conversation_id: str) -> None: ...
 
 
 class MemoryExpectations:
     def __init__(self) -> None:
-        self._until: dict[str, float] = {}
+        self._entries: dict[str, tuple[Awaiting, float]] = {}
 
-    async def expect(self, conversation_id: str, ttl_seconds: int) -> None:
-        self._until[conversation_id] = time.monotonic() + ttl_seconds
+    async def expect(self, conversation_id: str, awaiting: Awaiting, ttl_seconds: int) -> None:
+        self._entries[conversation_id] = (awaiting, time.monotonic() + ttl_seconds)
 
-    async def is_expected(self, conversation_id: str) -> bool:
-        until = self._until.get(conversation_id)
-        if until is None:
-            return False
-        if until < time.monotonic():
-            del self._until[conversation_id]
-            return False
-        return True
+    async def awaiting(self, conversation_id: str) -> Awaiting | None:
+        entry = self._entries.get(conversation_id)
+        if entry is None:
+            return None
+        if entry[1] < time.monotonic():
+            del self._entries[conversation_id]
+            return None
+        return entry[0]
 
     async def clear(self, conversation_id: str) -> None:
-        self._until.pop(conversation_id, None)
+        self._entries.pop(conversation_id, None)
 
 
 class RedisExpectations:
@@ -48,18 +54,22 @@ class RedisExpectations:
     def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client
 
-    async def expect(self, conversation_id: str, ttl_seconds: int) -> None:
+    async def expect(self, conversation_id: str, awaiting: Awaiting, ttl_seconds: int) -> None:
         try:
-            await self._redis.set(self.PREFIX + conversation_id, "1", ex=ttl_seconds)
+            await self._redis.set(self.PREFIX + conversation_id, awaiting.value, ex=ttl_seconds)
         except aioredis.RedisError as exc:
             log.warning("redis unavailable, cannot remember expected reply for %s: %s", conversation_id, exc)
 
-    async def is_expected(self, conversation_id: str) -> bool:
+    async def awaiting(self, conversation_id: str) -> Awaiting | None:
         try:
-            return bool(await self._redis.exists(self.PREFIX + conversation_id))
+            value = await self._redis.get(self.PREFIX + conversation_id)
         except aioredis.RedisError as exc:
             log.warning("redis unavailable, treating %s as not expected: %s", conversation_id, exc)
-            return False
+            return None
+        try:
+            return Awaiting(value.decode()) if value else None
+        except ValueError:
+            return None
 
     async def clear(self, conversation_id: str) -> None:
         try:

@@ -95,14 +95,17 @@ def ensure_model(log=print) -> Path:  # type: ignore[no-untyped-def]
     return target
 
 
-def write_endpoints(path: Path, action_url: str, redis_url: str | None) -> Path:
-    """Endpoints for this run: our action endpoint, and Redis tracker/lock stores when Redis is configured."""
+def write_endpoints(path: Path, action_url: str, redis_url: str | None, key_prefix: str = "gridbot") -> Path:
+    """Endpoints for this run: our action endpoint, and Redis tracker/lock stores when Redis is configured.
+
+    `key_prefix` must be alphanumeric (Rasa ignores any other); separate prefixes keep runs apart.
+    """
     endpoints: dict[str, object] = {"action_endpoint": {"url": action_url}}
     if redis_url:
         parsed = httpx.URL(redis_url)
         store = {"url": parsed.host or "127.0.0.1", "port": parsed.port or 6379, "db": int(parsed.path.strip("/") or 0)}
-        endpoints["tracker_store"] = {"type": "redis", **store, "key_prefix": "gridbot", "record_exp": 7 * 24 * 3600}
-        endpoints["lock_store"] = {"type": "redis", **store, "key_prefix": "gridbot"}
+        endpoints["tracker_store"] = {"type": "redis", **store, "key_prefix": key_prefix, "record_exp": 7 * 24 * 3600}
+        endpoints["lock_store"] = {"type": "redis", **store, "key_prefix": key_prefix}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(endpoints, allow_unicode=True), encoding="utf-8")
     return path

@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.commands import parse_command
 from bot.deferred import DeferredStore
-from bot.expectations import Expectations
+from bot.expectations import Awaiting, Expectations
 from bot.messages import IncomingMessage, Mention, OutgoingMessage, TargetType, conversation_id
 from bot.normalise import normalise
 from bot.rasa_client import RasaClient, RasaUnavailable
@@ -70,9 +70,12 @@ class MessageRouter:
         else:
             stripped = self._strip_prefix(text)
             rasa_text = stripped if stripped else text
-            if not (message.mentions_bot or stripped is not None or await self.expectations.is_expected(conv)):
-                if not await self._confident_request(rasa_text):
+            if not (message.mentions_bot or stripped is not None):
+                awaiting = await self.expectations.awaiting(conv)
+                if not await self._worth_answering(rasa_text, awaiting):
                     return []
+                if awaiting is not None:
+                    await self.expectations.clear(conv)  # an expectation lets one reply through
         metadata = {
             "channel": message.channel,
             "group_id": message.group_id,
@@ -82,20 +85,19 @@ class MessageRouter:
         }
         responses = await self.rasa.send(conv, rasa_text, metadata)
         outgoing = await self._collect(message, responses)
-        if not message.is_private:
-            if await self.rasa.active_loop(conv):
-                await self.expectations.expect(conv, self.settings.expect_reply_seconds)
-            elif not any(o.target_id == message.group_id and _mentions(o, message.sender_id) for o in outgoing[1:]):
-                await self.expectations.clear(conv)
+        if not message.is_private and await self.rasa.active_loop(conv):
+            await self.expectations.expect(conv, Awaiting.FORM, self.settings.expect_reply_seconds)
         return outgoing
 
-    async def _confident_request(self, text: str) -> bool:
-        parsed = await self.rasa.parse(text)
-        intent = parsed.get("intent") or {}
-        return (
-            intent.get("name") in self.settings.request_intents
-            and intent.get("confidence", 0.0) >= self.settings.request_confidence
-        )
+    async def _worth_answering(self, text: str, awaiting: Awaiting | None) -> bool:
+        """An unaddressed group message: a confident request, or the reply the bot waits for (unless it is chatter)."""
+        intent = (await self.rasa.parse(text)).get("intent") or {}
+        name, confidence = intent.get("name"), intent.get("confidence", 0.0)
+        if awaiting is Awaiting.RATING:
+            return name == "rate_service"
+        if awaiting is Awaiting.FORM:
+            return name not in self.settings.chatter_intents
+        return name in self.settings.request_intents and confidence >= self.settings.request_confidence
 
     async def _collect(self, message: IncomingMessage, responses: list[dict[str, Any]]) -> list[OutgoingMessage]:
         outgoing: list[OutgoingMessage] = []
@@ -111,9 +113,9 @@ class MessageRouter:
                     mentions=tuple(Mention(m["id"], m["name"]) for m in item.get("mentions", [])),
                 )
                 outgoing.append(out)
-                if awaited := item.get("await_reply_from"):
+                if awaited := item.get("await_rating_from"):
                     conv = conversation_id(message.channel, out.target_id, awaited)
-                    await self.expectations.expect(conv, self.settings.expect_reply_seconds)
+                    await self.expectations.expect(conv, Awaiting.RATING, self.settings.expect_reply_seconds)
         return outgoing
 
     def _reply(self, message: IncomingMessage, body: str) -> OutgoingMessage:
@@ -122,7 +124,3 @@ class MessageRouter:
             return OutgoingMessage(TargetType.CONTACT, message.sender_id, body)
         assert message.group_id is not None
         return OutgoingMessage(TargetType.ROOM, message.group_id, body, (Mention(message.sender_id, message.sender_name),))
-
-
-def _mentions(message: OutgoingMessage, person_id: str) -> bool:
-    return any(m.id == person_id for m in message.mentions)

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     # A group message not addressed to the bot is still answered when NLU is this sure it is a request.
     request_intents: tuple[str, ...] = ("ask_policy", "report_issue", "check_ticket_status", "ask_human")
     request_confidence: float = 0.85
+    # While the bot waits for someone's answer, these intents are still treated as chatter and ignored.
+    chatter_intents: tuple[str, ...] = ("chitchat", "greet", "goodbye", "thanks", "out_of_scope", "bot_challenge")
     command_prefixes: tuple[str, ...] = ("#助手", "小助手")
     max_text_chars: int = 2000
     # How long the bot keeps listening to a resident it asked a question (location, rating), unaddressed.

@@ -21,6 +21,8 @@ find_python() {  # first interpreter of the wanted minor version that actually r
   return 1
 }
 hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+# pip: quiet, minus the machine's notes about local index folders that do not hold a package.
+pip_install() { local pip=$1; shift; "$pip" install -q "$@" 2> >(grep -v "^WARNING: Location 'file://" >&2); }
 
 # --- app ---------------------------------------------------------------------------------------
 PY_APP=$(find_python 11) || { echo "error: Python 3.11 is required for the app (python3.11 not found)" >&2; exit 1; }
@@ -29,8 +31,8 @@ if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.gridbot-hash 2>/dev/null)" != "$
   echo "==> app virtualenv .venv ($PY_APP)"
   rm -rf .venv
   "$PY_APP" -m venv .venv
-  .venv/bin/pip install -q -r requirements-dev.txt
-  .venv/bin/pip install -q --no-deps -e .
+  pip_install .venv/bin/pip -r requirements-dev.txt
+  pip_install .venv/bin/pip --no-deps -e .
   echo "$app_hash" > .venv/.gridbot-hash
 fi
 
@@ -47,8 +49,8 @@ if [ ! -f "$rasa_venv/.complete" ]; then
   rm -rf "$rasa_venv"
   mkdir -p "$(dirname "$rasa_venv")"
   "$PY_RASA" -m venv "$rasa_venv"
-  "$rasa_venv/bin/pip" install -q --upgrade "pip<24.1"
-  "$rasa_venv/bin/pip" install -q --no-deps --prefer-binary "${extra[@]}" -r "$lock"
+  pip_install "$rasa_venv/bin/pip" --upgrade "pip<24.1"
+  pip_install "$rasa_venv/bin/pip" --no-deps --prefer-binary "${extra[@]}" -r "$lock"
   "$rasa_venv/bin/rasa" --version >/dev/null
   touch "$rasa_venv/.complete"
 fi

@@ -5,21 +5,17 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import rasa_process
+from bot.demo import load_demo
 from bot.settings import Settings
-from grid.demo import load_geography
-from knowledge.loader import read_yaml, upsert_entries
-from storage.engine import make_engine, make_session_factory, unit_of_work
-from storage.migrate import upgrade
+from storage.engine import make_engine, make_session_factory
 from tests.servers import Chat, app_server, free_port, fresh_postgres
 
-DEMO_ENTRIES = Path(__file__).resolve().parent.parent / "knowledge" / "data" / "demo_entries.yml"
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 
@@ -38,12 +34,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 def _prepare(url: str) -> None:
-    upgrade(url)
-    engine = make_engine(url)
-    with unit_of_work(make_session_factory(engine)) as session:
-        load_geography(session)
-        upsert_entries(session, read_yaml(DEMO_ENTRIES), "test")
-    engine.dispose()
+    load_demo(url, updated_by="test")
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +48,6 @@ def session_factory(database_url: str) -> Iterator[sessionmaker[Session]]:
 def redis_client() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(REDIS_URL)
     client.ping()
-    client.flushdb()
     yield client
     client.close()
 
@@ -73,7 +63,13 @@ def rasa_url(app_port: int, redis_client: redis.Redis, tmp_path_factory: pytest.
     model = rasa_process.ensure_model()
     port = free_port()
     folder = tmp_path_factory.mktemp("rasa")
-    endpoints = rasa_process.write_endpoints(folder / "endpoints.yml", f"http://127.0.0.1:{app_port}/webhook", REDIS_URL)
+    # A key prefix of its own: runs sharing this Redis (a developer's and CI's) never see each other's trackers.
+    endpoints = rasa_process.write_endpoints(
+        folder / "endpoints.yml",
+        f"http://127.0.0.1:{app_port}/webhook",
+        REDIS_URL,
+        key_prefix=f"gridbottest{uuid.uuid4().hex[:8]}",
+    )
     log_file = folder / "rasa.log"
     process = rasa_process.start_rasa(model, port, endpoints, log_file)
     url = f"http://127.0.0.1:{port}"

@@ -1,47 +1,16 @@
-"""Real servers for the tests: the gridbot app under uvicorn in a thread, databases made fresh per run."""
+"""Test helpers: fresh PostgreSQL databases per run and a web chat client; the app server is bot.embedded."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
-import uvicorn
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bot.app import create_app
-from bot.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def app_server(settings: Settings) -> Iterator[str]:
-    """Serve the real app on settings.app_port until the block ends; yields its base URL."""
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.app_port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{settings.app_port}"
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("app server did not start")
-        time.sleep(0.05)
-    try:
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+from bot.embedded import app_server, free_port
 
 
 @contextmanager
@@ -72,3 +41,6 @@ class Chat:
         response = self.post(group_id=group, sender_id=sender, sender_name=name, text=text, mentions_bot=mention)
         assert response.status_code == 200, response.text
         return response.json()["replies"]
+
+
+__all__ = ["Chat", "app_server", "free_port", "fresh_postgres"]

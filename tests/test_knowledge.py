@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.demo import DEMO_ENTRIES
 from knowledge.base import KnowledgeBase
 from knowledge.loader import read_yaml, upsert_entries
 from knowledge.models import KnowledgeEntry
@@ -17,7 +17,7 @@ from storage.engine import unit_of_work
 TODAY = date(2026, 11, 25)
 GRID1_REGIONS = ["demo-community-1", "demo-street", "demo-district"]
 GRID3_REGIONS = ["demo-community-2", "demo-street", "demo-district"]
-DEMO = Path(__file__).resolve().parent.parent / "knowledge" / "data" / "demo_entries.yml"
+DEMO = DEMO_ENTRIES
 
 
 @pytest.mark.parametrize(

@@ -128,3 +128,47 @@ CHATTER = [
 def test_ordinary_chatter_gets_no_reply(chat: Chat, resident: tuple[str, str], line: str) -> None:
     sender, name = resident
     assert chat.say(line, group=GROUP, sender=sender, name=name) == []
+
+
+def test_unanswerable_policy_question_goes_to_the_worker(chat: Chat, resident: tuple[str, str]) -> None:
+    sender, name = resident
+    question = "小区的快递柜什么时候能装好"
+    replies = chat.say(question, group=GROUP, sender=sender, name=name, mention=True)
+    room, to_worker = _room(replies), _to(replies, WORKER[0])
+    assert len(room) == 1 and WORKER[1] in room[0], replies
+    assert len(to_worker) == 1 and question in to_worker[0] and name in to_worker[0]
+
+
+def test_private_report_is_sent_to_the_group_without_asking_questions(
+    chat: Chat, resident: tuple[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    sender, name = resident
+    replies = chat.say("我家楼下的路灯坏了", group=None, sender=sender, name=name)
+    assert [r["target_type"] for r in replies] == ["contact"], replies
+    assert "便民群" in replies[0]["text"]
+    with session_factory() as session:
+        assert session.scalar(select(Ticket).where(Ticket.reporter_id == sender)) is None
+
+
+def test_chatter_while_the_bot_waits_is_still_ignored(chat: Chat, resident: tuple[str, str]) -> None:
+    sender, name = resident
+    asked = chat.say("下水道堵了 臭死了", group=GROUP, sender=sender, name=name, mention=True)
+    assert any("哪个位置" in text for text in _room(asked)), asked
+    assert chat.say("哈哈哈哈 笑死我了", group=GROUP, sender=sender, name=name) == []
+    filed = chat.say("幸福路12号门口", group=GROUP, sender=sender, name=name)
+    assert any(TICKET_NUMBER.search(text) for text in _room(filed)), filed
+
+
+def test_rating_still_counts_after_an_unrelated_question(
+    chat: Chat, resident: tuple[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    sender, name = resident
+    number = _file_ticket(chat, sender, name)
+    chat.say(f"办结 {number} 已修好", group=None, sender=WORKER[0], name=WORKER[1])
+    assert chat.say("低保怎么申请", group=GROUP, sender=sender, name=name, mention=True)
+    assert chat.say("今天天气真好啊", group=GROUP, sender=sender, name=name) == []
+    rated = chat.say("基本满意", group=GROUP, sender=sender, name=name)
+    assert any(number in text for text in _room(rated)), rated
+    with session_factory() as session:
+        ticket = session.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket is not None and (ticket.status, ticket.rating) == ("closed", "基本满意")

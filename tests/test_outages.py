@@ -1,4 +1,4 @@
-"""Rasa down: the resident is asked to wait, the message is held, and a retry answers it once Rasa is back."""
+"""Dependencies down: Rasa (held and retried), the database (503, nothing half-written), Redis (degraded, still answering)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,27 @@ def test_rasa_down_polite_reply_then_retry(
     with session_factory() as session:
         statuses = session.scalars(select(DeferredMessage.status).where(DeferredMessage.sender_id == sender)).all()
         assert statuses == ["done", "done"]
+
+
+def test_database_down_is_a_503_with_a_reason(rasa_url: str) -> None:
+    dead_db = f"postgresql://127.0.0.1:{free_port()}/nothing"
+    settings = Settings(database_url=dead_db, redis_url=REDIS_URL, rasa_url=rasa_url, app_port=free_port())
+    with app_server(settings) as url:
+        chat = Chat(url)
+        response = chat.post(group_id=None, sender_id="r-db", sender_name="居民", text="高龄补贴怎么申请", mentions_bot=False)
+        assert response.status_code == 503 and "database unavailable" in response.json()["detail"]
+        assert chat.http.get("/healthz").status_code == 200
+        chat.http.close()
+
+
+def test_redis_down_still_answers_addressed_questions(
+    database_url: str, rasa_url: str, app_url: str, resident: tuple[str, str]
+) -> None:
+    sender, name = resident
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    settings = Settings(database_url=database_url, redis_url=dead_redis, rasa_url=rasa_url, app_port=free_port())
+    with app_server(settings) as url:
+        chat = Chat(url)
+        replies = chat.say("社区的高龄补贴怎么申请", group="demo-grid-1", sender=sender, name=name, mention=True)
+        assert len(replies) == 1 and "来源：" in replies[0]["text"]
+        chat.http.close()

@@ -1,0 +1,39 @@
+"""The app served from a background thread of the current process: used by the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from bot.app import create_app
+from bot.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def app_server(settings: Settings) -> Iterator[str]:
+    """Serve the real app on settings.app_port until the block ends; yields its base URL."""
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.app_port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("app server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{settings.app_port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
