@@ -1,5 +1,5 @@
 # The two commands of README.md: `make run` and `make test`.
-.PHONY: setup run test lint model bench
+.PHONY: setup run test lint model bench bench-nlu
 
 setup:
 	@bash scripts/setup.sh
@@ -18,3 +18,6 @@ lint: setup
 
 bench: setup model
 	@.venv/bin/python bench/e2e_latency.py
+
+bench-nlu: setup model
+	@.venv/bin/python bench/nlu_quality.py

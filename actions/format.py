@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
+
+from rasa_sdk.executor import CollectingDispatcher
 
 from bot.texts import text as t
 from grid.service import LOCAL_TZ
@@ -26,3 +29,9 @@ def error_text(code: str, params: dict[str, object]) -> str:
     if "status" in values:
         values["status_name"] = status_name(str(values["status"]))
     return t(f"errors.{code}", **values)
+
+
+def run_messages(dispatcher: CollectingDispatcher, messages: list[dict[str, Any]]) -> None:
+    """Send what an action's database work decided to say (texts, and deliveries to others)."""
+    for message in messages:
+        dispatcher.utter_message(**message)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from actions.context import Speaker, deliver, speaker
+from actions.format import run_messages
 from actions.runtime import in_transaction, services
 from bot.texts import text as t
 from grid.geography import ChatGroup, Region, on_duty_worker, region_chain
@@ -33,8 +34,7 @@ class ActionAnswerPolicy(Action):
         who = speaker(tracker)
         question = (tracker.latest_message or {}).get("text") or ""
         messages = await in_transaction(lambda session: self._answer(session, who, question))
-        for message in messages:
-            dispatcher.utter_message(**message)
+        run_messages(dispatcher, messages)
         return []
 
     def _answer(self, session: Session, who: Speaker, question: str) -> list[dict[str, Any]]:

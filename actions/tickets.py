@@ -12,7 +12,7 @@ from rasa_sdk.types import DomainDict
 from sqlalchemy.orm import Session
 
 from actions.context import Speaker, deliver, entity, speaker
-from actions.format import colour_name, error_text, local_time, status_name
+from actions.format import colour_name, error_text, local_time, run_messages, status_name
 from actions.runtime import in_transaction
 from bot.texts import text as t
 from grid.geography import ChatGroup, Worker
@@ -85,11 +85,6 @@ class ActionClearReport(Action):
         return [SlotSet("issue_description", None), SlotSet("location", None)]
 
 
-def _run_messages(dispatcher: CollectingDispatcher, messages: Messages) -> None:
-    for message in messages:
-        dispatcher.utter_message(**message)
-
-
 class ActionSubmitTicket(Action):
     def name(self) -> str:
         return "action_submit_ticket"
@@ -99,7 +94,7 @@ class ActionSubmitTicket(Action):
         description = tracker.get_slot("issue_description") or ""
         location = tracker.get_slot("location") or ""
         category_hint = entity(tracker, "issue_category")
-        _run_messages(dispatcher, await in_transaction(lambda s: self._file(s, who, description, location, category_hint)))
+        run_messages(dispatcher, await in_transaction(lambda s: self._file(s, who, description, location, category_hint)))
         return [SlotSet("issue_description", None), SlotSet("location", None), SlotSet("requested_slot", None)]
 
     def _file(self, session: Session, who: Speaker, description: str, location: str, hint: str | None) -> Messages:
@@ -152,7 +147,7 @@ class ActionWorkerResolve(Action):
         if not number or not result:
             dispatcher.utter_message(text=t("errors.command_usage"))
             return []
-        _run_messages(dispatcher, await in_transaction(lambda s: self._resolve(s, who, number, result)))
+        run_messages(dispatcher, await in_transaction(lambda s: self._resolve(s, who, number, result)))
         return []
 
     def _resolve(self, session: Session, who: Speaker, number: str, result: str) -> Messages:
@@ -188,7 +183,7 @@ class ActionRateService(Action):
         if rating is None:
             dispatcher.utter_message(text=t("tickets.rating_unclear"))
             return []
-        _run_messages(dispatcher, await in_transaction(lambda s: self._rate(s, who, rating, said)))
+        run_messages(dispatcher, await in_transaction(lambda s: self._rate(s, who, rating, said)))
         return []
 
     def _rate(self, session: Session, who: Speaker, rating: Rating, said: str) -> Messages:
@@ -212,7 +207,7 @@ class ActionTicketStatus(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
         who = speaker(tracker)
         number = entity(tracker, "ticket_number")
-        _run_messages(dispatcher, await in_transaction(lambda s: self._status(s, who, number)))
+        run_messages(dispatcher, await in_transaction(lambda s: self._status(s, who, number)))
         return []
 
     def _status(self, session: Session, who: Speaker, number: str | None) -> Messages:

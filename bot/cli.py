@@ -17,9 +17,13 @@ app = typer.Typer(help="GridBot 网格助手", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data for trying the bot.", no_args_is_help=True)
 kb_app = typer.Typer(help="Knowledge base.", no_args_is_help=True)
+nlu_app = typer.Typer(help="NLU evaluation.", no_args_is_help=True)
+group_app = typer.Typer(help="Per-group bot settings.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(kb_app, name="kb")
+app.add_typer(nlu_app, name="nlu")
+app.add_typer(group_app, name="group")
 console = Console()
 
 
@@ -55,6 +59,71 @@ def kb_import(path: Path, updated_by: str = typer.Option("cli", help="Recorded a
     """Import knowledge entries from a YAML file (upsert by external_id)."""
     created, updated = _import_entries(path, updated_by)
     console.print(f"created {created}, updated {updated}")
+
+
+@nlu_app.command("test")
+def nlu_test(
+    cross_validation: bool = typer.Option(False, "--cross-validation", help="Also run k-fold cross-validation."),
+    folds: int = typer.Option(3, min=2, help="Folds for cross-validation."),
+) -> None:
+    """Score the trained model on the held-out split (and optionally cross-validate); reports under reports/nlu/."""
+    from rich.table import Table
+
+    from bot import nlu_eval, rasa_process
+
+    model = rasa_process.ensure_model(console.print)
+    runs = [("held-out", nlu_eval.evaluate_heldout(model))]
+    if cross_validation:
+        console.print(f"cross-validation, {folds} folds: {folds} trainings…")
+        runs.append((f"{folds}-fold CV", nlu_eval.cross_validate(folds)))
+    for title, scores in runs:
+        table = Table(title=f"{title}: intent macro-F1 {scores.intent_macro_f1:.3f}, accuracy {scores.intent_accuracy:.3f}")
+        table.add_column("intent / entity")
+        table.add_column("F1", justify="right")
+        for name, f1 in sorted(scores.per_intent_f1.items(), key=lambda kv: kv[1]):
+            table.add_row(name, f"{f1:.3f}")
+        for name, f1 in sorted(scores.entity_f1.items()):
+            table.add_row(f"[cyan]{name}[/cyan]", f"{f1:.3f}")
+        console.print(table)
+        console.print(f"reports and confusion matrix: {scores.report_dir}")
+
+
+@group_app.command("set")
+def group_set(
+    group_id: str,
+    prefixes: str | None = typer.Option(None, help="Extra trigger prefixes, separated by |, e.g. '小网格|#问'."),
+    confidence: float | None = typer.Option(None, min=0.0, max=1.0, help="NLU confidence to answer unaddressed requests."),
+    quiet: str | None = typer.Option(None, help="Quiet hours, local time, e.g. 22:00-07:00; 'off' clears them."),
+) -> None:
+    """Change one group's bot settings (only the options given)."""
+    from datetime import time as dtime
+
+    from bot.group_settings import GroupBotSettings
+    from grid.geography import ChatGroup
+
+    engine = make_engine(get_settings().database_url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            if session.get(ChatGroup, group_id) is None:
+                raise typer.BadParameter(f"unknown group {group_id!r}")
+            row = session.get(GroupBotSettings, group_id) or GroupBotSettings(group_id=group_id)
+            session.add(row)
+            if prefixes is not None:
+                row.trigger_prefixes = prefixes or None
+            if confidence is not None:
+                row.request_confidence = confidence
+            if quiet is not None:
+                if quiet == "off":
+                    row.quiet_start = row.quiet_end = None
+                else:
+                    start, _, end = quiet.partition("-")
+                    try:
+                        row.quiet_start, row.quiet_end = dtime.fromisoformat(start.strip()), dtime.fromisoformat(end.strip())
+                    except ValueError as exc:
+                        raise typer.BadParameter(f"quiet hours must look like 22:00-07:00, not {quiet!r}") from exc
+    finally:
+        engine.dispose()
+    console.print(f"[green]{group_id} updated[/green]")
 
 
 @app.command("serve")

@@ -1,4 +1,4 @@
-"""Worker commands typed in private chat (办结 GD… 结果). Parsed exactly, then handed to Rasa as an intent.
+"""Worker commands typed in private chat (接单/办结 GD…, 我的工单, 帮助). Parsed exactly, handed to Rasa as intents.
 
 A command is structured text, so a parser is more reliable than NLU for it; it still goes through Rasa
 (`/worker_resolve{...}`) so the dialogue, its rules and its tracker see every turn.
@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 TICKET_NUMBER = re.compile(r"GD\d{8}-\d{4}", re.IGNORECASE)
 
-# command word → Rasa intent
-COMMANDS: dict[str, str] = {
-    "办结": "worker_resolve",
-}
+# Commands that take a ticket number (and text): recognised by their first word.
+COMMANDS_WITH_ARGS: dict[str, str] = {"办结": "worker_resolve", "接单": "worker_accept"}
+# Commands without arguments: recognised only when they are the whole message (帮助我一下… is not one).
+BARE_COMMANDS: dict[str, str] = {"我的工单": "worker_list", "帮助": "worker_help"}
 
-_COMMAND = re.compile(rf"^\s*({'|'.join(map(re.escape, COMMANDS))})\s*(.*)$", re.DOTALL)
+_WITH_ARGS = re.compile(rf"^\s*({'|'.join(map(re.escape, COMMANDS_WITH_ARGS))})\s*(.*)$", re.DOTALL)
+_TRAILING = " ：:，,。.!！?？"
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,15 @@ class WorkerCommand:
 
 
 def parse_command(text: str) -> WorkerCommand | None:
-    """`办结 GD20261125-0001 路灯已更换` → WorkerCommand; anything not starting with a command word → None."""
-    match = _COMMAND.match(text)
+    """`办结 GD20261125-0001 路灯已更换` → WorkerCommand; text that is no command → None."""
+    bare = BARE_COMMANDS.get(text.strip().strip(_TRAILING))
+    if bare is not None:
+        return WorkerCommand(bare, None, "")
+    match = _WITH_ARGS.match(text)
     if match is None:
         return None
     word, rest = match.groups()
     number_match = TICKET_NUMBER.search(rest)
     number = number_match.group(0).upper() if number_match else None
     remainder = TICKET_NUMBER.sub("", rest, count=1) if number_match else rest
-    return WorkerCommand(COMMANDS[word], number, remainder.strip(" ：:，,"))
+    return WorkerCommand(COMMANDS_WITH_ARGS[word], number, remainder.strip(_TRAILING + " "))

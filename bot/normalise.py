@@ -1,33 +1,56 @@
-"""Text clean-up before NLU: width folding, whitespace, and removing the @mention of the bot itself.
+"""Text clean-up before NLU, so Rasa sees one form of what residents type in many.
 
-Issue #3 extends this (OpenCC traditional→simplified, quotes, emoji handling); keep it one small module.
+WeChat group text arrives with quoted messages, @mentions of people, emoji and WeChat's bracketed
+emoticons ([强]), traditional characters (樓道燈壞了), full-width digits (３号楼) and forwarded walls of
+text. None of that helps intent or entity detection; all of it varies. The original text is kept by the
+channel; only Rasa gets the normalised one.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from functools import cache
 
-_SPACES = re.compile(r"\s+")
-# Emoji, pictographs, dingbats, variation selectors, joiners and skin tones: "no words" if nothing else is left.
-_NON_WORD = re.compile(
-    r"[\s\u200d\ufe0f\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\U0001f3fb-\U0001f3ff"
-    r"\u3000-\u303f\uff00-\uff0f\uff1a-\uff20\u0021-\u002f\u003a-\u0040\u005b-\u0060\u007b-\u007e]+"
-)
+import opencc
 
+NLU_MAX_CHARS = 300
 
 # Full-width letters and digits (３号楼, ＡＢＣ) fold to ASCII; Chinese punctuation (，。！？) stays as residents write it.
 _WIDTH_FOLD = {code: code - 0xFEE0 for code in (*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B))}
 _WIDTH_FOLD[0x3000] = 0x20
 
+# A quoted message: 「张三：原文」 or "张三：原文" followed by WeChat's dashed separator line, then the reply.
+_QUOTE_BLOCK = re.compile(r"^\s*[「\"“].*?[」\"”]\s*\n\s*(?:-\s*){5,}\s*\n?", re.DOTALL)
+_SEPARATOR = re.compile(r"^\s*(?:-\s*){5,}\s*$", re.MULTILINE)
+# An @mention runs to WeChat's U+2005 (or a plain space) after the name.
+_MENTION = re.compile(r"@[^\s\u2005@]{1,20}[\u2005 ]?")
+# WeChat's text emoticons: [强] [玫瑰] [捂脸] [Smile]; also placeholders such as [图片].
+_EMOTICON = re.compile(r"\[[\u4e00-\u9fffA-Za-z]{1,6}\]")
+_EMOJI = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\U0001f3fb-\U0001f3ff\u200d\ufe0f\u20e3]+")
+_SPACES = re.compile(r"\s+")
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+@cache
+def _t2s() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
 
 def normalise(text: str, bot_name: str) -> str:
-    """Fold full-width letters and digits, drop '@<bot name>' wherever it stands, collapse whitespace."""
-    folded = unicodedata.normalize("NFC", text).translate(_WIDTH_FOLD)
-    folded = re.sub(rf"@{re.escape(bot_name)}[\s\u2005]*", " ", folded)
-    return _SPACES.sub(" ", folded).strip()
+    """The text Rasa sees: simplified, width-folded, without quotes, mentions, emoji and emoticons, capped."""
+    cleaned = unicodedata.normalize("NFC", text).translate(_WIDTH_FOLD)
+    cleaned = _QUOTE_BLOCK.sub("", cleaned)
+    cleaned = _SEPARATOR.sub(" ", cleaned)
+    cleaned = re.sub(rf"@{re.escape(bot_name)}[\u2005 ]?", " ", cleaned)
+    cleaned = _MENTION.sub(" ", cleaned)
+    cleaned = _EMOTICON.sub(" ", cleaned)
+    cleaned = _EMOJI.sub(" ", cleaned)
+    cleaned = _t2s().convert(cleaned)
+    return _SPACES.sub(" ", cleaned).strip()[:NLU_MAX_CHARS]
 
 
 def has_words(text: str) -> bool:
-    """True when something other than emoji, punctuation and spaces is left to understand."""
-    return bool(_NON_WORD.sub("", text))
+    """True when something other than emoji, emoticons, punctuation and spaces is left to understand."""
+    stripped = _EMOJI.sub("", _EMOTICON.sub("", text))
+    return bool(_NON_WORD.sub("", stripped))

@@ -21,8 +21,8 @@ from bot.settings import PROJECT_ROOT
 
 RASA_BIN = PROJECT_ROOT / ".venv-rasa" / "bin" / "rasa"
 MODELS_DIR = PROJECT_ROOT / "models"
-TRAINING_FILES = ("config.yml", "domain.yml")
-TRAINING_DIRS = ("nlu",)
+CONFIG_FILE = PROJECT_ROOT / "config.yml"
+TRAINING_DIRS = ("nlu", "rasa_components")
 
 
 def cache_dir() -> Path:
@@ -30,7 +30,7 @@ def cache_dir() -> Path:
 
 
 def rasa_env() -> dict[str, str]:
-    """Rasa's environment: no telemetry (there is no network), quiet TensorFlow, a private HOME-less cache."""
+    """Rasa's environment: no telemetry (there is no network), quiet TensorFlow, our components importable."""
     env = dict(os.environ)
     env.update(
         {
@@ -40,24 +40,25 @@ def rasa_env() -> dict[str, str]:
             "PYTHONWARNINGS": "ignore",
         }
     )
-    env.pop("PYTHONPATH", None)
+    # Only for rasa_components/ (custom pipeline components); Rasa never imports the app's packages.
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
     return env
 
 
-def training_hash() -> str:
+def training_hash(config: Path = CONFIG_FILE) -> str:
     digest = hashlib.sha256()
-    paths = [PROJECT_ROOT / name for name in TRAINING_FILES]
+    paths = [config, PROJECT_ROOT / "domain.yml"]
     for folder in TRAINING_DIRS:
-        paths += sorted(p for p in (PROJECT_ROOT / folder).rglob("*") if p.is_file())
+        paths += sorted(p for p in (PROJECT_ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     for path in paths:
-        digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
+        digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def ensure_model(log=print) -> Path:  # type: ignore[no-untyped-def]
+def ensure_model(log=print, config: Path = CONFIG_FILE) -> Path:  # type: ignore[no-untyped-def]
     """The model for the current training data: from models/, from the cache, or trained now."""
-    name = f"gridbot-{training_hash()}.tar.gz"
+    name = f"gridbot-{training_hash(config)}.tar.gz"
     target = MODELS_DIR / name
     cached = cache_dir() / "models" / name
     MODELS_DIR.mkdir(exist_ok=True)
@@ -68,14 +69,14 @@ def ensure_model(log=print) -> Path:  # type: ignore[no-untyped-def]
         shutil.copyfile(cached, target)
         log(f"rasa model restored from cache: models/{name}")
         return target
-    log("training data changed: training the Rasa model (about 2–4 minutes on 2 cores)…")
+    log(f"training data changed: training the Rasa model from {config.name} (about 3–5 minutes on 2 cores)…")
     started = time.monotonic()
     subprocess.run(
         [
             str(RASA_BIN),
             "train",
             "--config",
-            "config.yml",
+            str(config),
             "--domain",
             "domain.yml",
             "--data",

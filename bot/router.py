@@ -2,17 +2,25 @@
 
 Like rasa-sdk's CollectingDispatcher, it only collects: it returns every outgoing message of the turn
 (replies in the group, private messages to workers) and the channel delivers them.
+
+In a group the bot speaks when @-mentioned, when a trigger prefix starts the message, when the message
+is the reply it is waiting for (a location, a rating), or, outside the group's quiet hours, when NLU is
+confident the message is a request. Everything else is chatter and gets silence.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bot.commands import parse_command
 from bot.deferred import DeferredStore
 from bot.expectations import Awaiting, Expectations
+from bot.group_settings import GroupPolicies, GroupPolicy
 from bot.messages import IncomingMessage, Mention, OutgoingMessage, TargetType, conversation_id
 from bot.normalise import normalise
 from bot.rasa_client import RasaClient, RasaUnavailable
@@ -20,14 +28,29 @@ from bot.settings import Settings
 from bot.texts import text as t
 
 log = logging.getLogger(__name__)
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+
+
+def _local_now() -> datetime:
+    return datetime.now(LOCAL_TZ)
 
 
 class MessageRouter:
-    def __init__(self, settings: Settings, rasa: RasaClient, expectations: Expectations, deferred: DeferredStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rasa: RasaClient,
+        expectations: Expectations,
+        deferred: DeferredStore,
+        policies: GroupPolicies,
+        clock: Callable[[], datetime] = _local_now,
+    ) -> None:
         self.settings = settings
         self.rasa = rasa
         self.expectations = expectations
         self.deferred = deferred
+        self.policies = policies
+        self.clock = clock
 
     async def handle(self, message: IncomingMessage) -> list[OutgoingMessage]:
         """Route one message; if Rasa is down, hold it for retry and tell an addressing resident to wait."""
@@ -36,7 +59,7 @@ class MessageRouter:
         except RasaUnavailable as exc:
             row_id = await asyncio.to_thread(self.deferred.hold, message, str(exc))
             log.warning("rasa unavailable, message held as deferred #%s: %s", row_id, exc)
-            if message.is_private or message.mentions_bot or self._strip_prefix(self._clean(message)) is not None:
+            if message.is_private or message.mentions_bot or await self._prefixed(message) is not None:
                 return [self._reply(message, t("router.rasa_down"))]
             return []
 
@@ -52,27 +75,35 @@ class MessageRouter:
             await asyncio.to_thread(self.deferred.finish, row_id)
         return outgoing
 
-    def _clean(self, message: IncomingMessage) -> str:
-        return normalise(message.text, self.settings.bot_name)
+    async def _policy(self, group_id: str) -> GroupPolicy:
+        return await asyncio.to_thread(self.policies.for_group, group_id)
 
-    def _strip_prefix(self, text: str) -> str | None:
-        for prefix in self.settings.command_prefixes:
+    async def _prefixed(self, message: IncomingMessage) -> str | None:
+        """The text after a trigger prefix of this group, or None when no prefix starts it."""
+        if message.group_id is None:
+            return None
+        text = normalise(message.text, self.settings.bot_name)
+        for prefix in (await self._policy(message.group_id)).prefixes:
             if text.startswith(prefix):
                 return text[len(prefix) :].strip()
         return None
 
     async def _route(self, message: IncomingMessage) -> list[OutgoingMessage]:
-        text = self._clean(message)
+        text = normalise(message.text, self.settings.bot_name)
+        if not text:
+            return []  # only mentions, emoji or a quote: nothing to understand
         conv = message.conversation_id
         if message.is_private:
             command = parse_command(text)
             rasa_text = command.as_rasa_message() if command else text
         else:
-            stripped = self._strip_prefix(text)
-            rasa_text = stripped if stripped else text
+            assert message.group_id is not None
+            policy = await self._policy(message.group_id)
+            stripped = next((text[len(p) :].strip() for p in policy.prefixes if text.startswith(p)), None)
+            rasa_text = stripped or text
             if not (message.mentions_bot or stripped is not None):
                 awaiting = await self.expectations.awaiting(conv)
-                if not await self._worth_answering(rasa_text, awaiting):
+                if not await self.worth_answering(rasa_text, awaiting, policy):
                     return []
                 if awaiting is not None:
                     await self.expectations.clear(conv)  # an expectation lets one reply through
@@ -89,15 +120,17 @@ class MessageRouter:
             await self.expectations.expect(conv, Awaiting.FORM, self.settings.expect_reply_seconds)
         return outgoing
 
-    async def _worth_answering(self, text: str, awaiting: Awaiting | None) -> bool:
-        """An unaddressed group message: a confident request, or the reply the bot waits for (unless it is chatter)."""
+    async def worth_answering(self, text: str, awaiting: Awaiting | None, policy: GroupPolicy) -> bool:
+        """An unaddressed group message: the reply the bot waits for (unless chatter), or a confident request."""
+        if awaiting is None and policy.is_quiet(self.clock()):
+            return False
         intent = (await self.rasa.parse(text)).get("intent") or {}
         name, confidence = intent.get("name"), intent.get("confidence", 0.0)
         if awaiting is Awaiting.RATING:
             return name == "rate_service"
         if awaiting is Awaiting.FORM:
             return name not in self.settings.chatter_intents
-        return name in self.settings.request_intents and confidence >= self.settings.request_confidence
+        return name in self.settings.request_intents and confidence >= policy.request_confidence
 
     async def _collect(self, message: IncomingMessage, responses: list[dict[str, Any]]) -> list[OutgoingMessage]:
         outgoing: list[OutgoingMessage] = []

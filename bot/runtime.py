@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.channels.webchat import WebChatChannel
 from bot.deferred import DeferredStore
 from bot.expectations import Expectations, MemoryExpectations, RedisExpectations
+from bot.group_settings import GroupPolicies
 from bot.rasa_client import RasaClient
 from bot.router import MessageRouter
 from bot.settings import Settings
@@ -44,7 +45,7 @@ def build_services(settings: Settings) -> Services:
         aioredis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2) if settings.redis_url else None
     )
     expectations: Expectations = RedisExpectations(redis_client) if redis_client else MemoryExpectations()
-    router = MessageRouter(settings, rasa, expectations, DeferredStore(factory))
+    router = MessageRouter(settings, rasa, expectations, DeferredStore(factory), GroupPolicies(factory, settings))
     return Services(
         settings=settings,
         engine=engine,

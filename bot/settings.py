@@ -21,7 +21,15 @@ class Settings(BaseSettings):
     app_port: int = 8000
     bot_name: str = "网格助手"
     # A group message not addressed to the bot is still answered when NLU is this sure it is a request.
-    request_intents: tuple[str, ...] = ("ask_policy", "report_issue", "check_ticket_status", "ask_human")
+    request_intents: tuple[str, ...] = (
+        "ask_policy",
+        "report_issue",
+        "check_ticket_status",
+        "urge_ticket",
+        "ask_human",
+        "complain_service",
+        "ask_notices",
+    )
     request_confidence: float = 0.85
     # While the bot waits for someone's answer, these intents are still treated as chatter and ignored.
     chatter_intents: tuple[str, ...] = ("chitchat", "greet", "goodbye", "thanks", "out_of_scope", "bot_challenge")

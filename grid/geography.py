@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from storage.base import Base
@@ -80,3 +80,17 @@ def on_duty_worker(session: Session, grid_code: str) -> Worker | None:
         if worker.on_duty and worker.role == "worker":
             return worker
     return None
+
+
+def community_lead(session: Session, grid_code: str) -> Worker | None:
+    """The lead of the grid's community (社区负责人): who hears complaints and red-level tickets."""
+    grid = session.get(Grid, grid_code)
+    if grid is None:
+        return None
+    query = (
+        select(Worker)
+        .join(Grid, Worker.grid_code == Grid.code)
+        .where(Grid.community_code == grid.community_code, Worker.role == "lead")
+        .order_by(Worker.id)
+    )
+    return session.scalars(query).first()

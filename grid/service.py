@@ -87,6 +87,41 @@ class TicketService:
         self.session.flush()
         return ticket
 
+    def accept(self, number: str, worker_id: str) -> Ticket:
+        """The worker's 接单: the assignee takes the ticket on."""
+        ticket = self.get(number)
+        if ticket.assignee_id != worker_id:
+            raise TicketError("not_assignee", number=ticket.number)
+        ticket.apply("accept", worker_id, Role.WORKER)
+        self.session.flush()
+        return ticket
+
+    def assigned_to(self, worker_id: str) -> list[Ticket]:
+        """A worker's open tickets, oldest deadline first: the order to work them in."""
+        query = (
+            select(Ticket)
+            .where(Ticket.assignee_id == worker_id, Ticket.status.in_([s.value for s in OPEN_STATUSES]))
+            .order_by(Ticket.deadline_at, Ticket.id)
+        )
+        return list(self.session.scalars(query))
+
+    def urge(self, *, reporter_id: str, number: str | None) -> Ticket:
+        """The resident's 催办 on a named ticket or their latest open one; recorded, the status stays."""
+        if number:
+            ticket = self.get(number)
+            if ticket.reporter_id != reporter_id:
+                raise TicketError("not_reporter", number=ticket.number)
+        else:
+            query = select(Ticket).where(Ticket.reporter_id == reporter_id, Ticket.status.in_([s.value for s in OPEN_STATUSES]))
+            ticket = self.session.scalars(query.order_by(Ticket.id.desc()).limit(1)).first()
+            if ticket is None:
+                raise TicketError("nothing_to_urge")
+        if Status(ticket.status) not in OPEN_STATUSES:
+            raise TicketError("invalid_transition", action="urge", status=ticket.status)
+        ticket.record("urge", reporter_id, Role.RESIDENT)
+        self.session.flush()
+        return ticket
+
     def awaiting_rating(self, reporter_id: str, group_id: str | None) -> Ticket | None:
         """The reporter's most recently resolved ticket, in this group when the rating comes from one."""
         query = select(Ticket).where(Ticket.reporter_id == reporter_id, Ticket.status == Status.RESOLVED)

@@ -59,6 +59,14 @@ class Ticket(Base):
         self.events.append(event)
         return event
 
+    def record(self, action: str, actor_id: str, role: Role, note: str | None = None) -> TicketEvent:
+        """A history entry that is not a state change (催办, a complaint)."""
+        status = Status(self.status)
+        event = TicketEvent(action=action, from_status=status, to_status=status, actor_id=actor_id, actor_role=role, note=note)
+        event.created_at = utcnow()
+        self.events.append(event)
+        return event
+
 
 class TicketEvent(Base):
     __tablename__ = "ticket_events"

@@ -1,6 +1,6 @@
 """Every module that defines tables, imported so `Base.metadata` is complete for migrations."""
 
-from bot import deferred  # noqa: F401
+from bot import deferred, group_settings  # noqa: F401
 from bot.channels import webchat  # noqa: F401
 from grid import geography, tickets  # noqa: F401
 from knowledge import models  # noqa: F401

@@ -132,7 +132,7 @@ def test_ordinary_chatter_gets_no_reply(chat: Chat, resident: tuple[str, str], l
 
 def test_unanswerable_policy_question_goes_to_the_worker(chat: Chat, resident: tuple[str, str]) -> None:
     sender, name = resident
-    question = "小区的快递柜什么时候能装好"
+    question = "结婚登记要去哪里办 需要带什么"
     replies = chat.say(question, group=GROUP, sender=sender, name=name, mention=True)
     room, to_worker = _room(replies), _to(replies, WORKER[0])
     assert len(room) == 1 and WORKER[1] in room[0], replies

@@ -1,0 +1,128 @@
+"""How residents really write, through the trained Rasa server: traditional characters, quotes, prefixes,
+per-group settings, and the intents added for urging, complaints, notices and worker commands."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.group_settings import GroupBotSettings
+from bot.router import LOCAL_TZ
+from grid.tickets import Ticket
+from storage.engine import unit_of_work
+from tests.servers import Chat
+from tests.test_slice import GROUP, WORKER, _file_ticket, _room, _to
+
+pytestmark = pytest.mark.rasa
+
+
+def test_traditional_characters_are_understood(chat: Chat, resident: tuple[str, str]) -> None:
+    sender, name = resident
+    asked = chat.say("樓道燈壞了 請儘快處理", group=GROUP, sender=sender, name=name, mention=True)
+    assert any("哪个位置" in text for text in _room(asked)), asked
+
+
+def test_quoted_message_is_answered_by_its_own_words(chat: Chat, resident: tuple[str, str]) -> None:
+    sender, name = resident
+    quoted = "「李阿姨：今天团购的菜到了吗」\n- - - - - - - - - - - - - - -\n@网格助手\u2005低保怎么申请"
+    replies = chat.say(quoted, group=GROUP, sender=sender, name=name, mention=True)
+    assert len(replies) == 1 and "低保" in replies[0]["text"] and "来源：" in replies[0]["text"], replies
+
+
+def test_default_prefix_addresses_the_bot(chat: Chat, resident: tuple[str, str]) -> None:
+    sender, name = resident
+    replies = chat.say("#助手 低保怎么申请", group=GROUP, sender=sender, name=name)
+    assert len(replies) == 1 and "来源：" in replies[0]["text"], replies
+
+
+@pytest.fixture
+def group_settings(session_factory: sessionmaker[Session]):  # type: ignore[no-untyped-def]
+    """Per-group settings for demo-grid-4, removed afterwards (the app caches them for 10 s, so each test
+    uses values no other test relies on)."""
+
+    def apply(**values: object) -> None:
+        with unit_of_work(session_factory) as session:
+            row = session.get(GroupBotSettings, "demo-grid-4") or GroupBotSettings(group_id="demo-grid-4")
+            for key, value in values.items():
+                setattr(row, key, value)
+            session.add(row)
+
+    yield apply
+    with unit_of_work(session_factory) as session:
+        row = session.get(GroupBotSettings, "demo-grid-4")
+        if row is not None:
+            session.delete(row)
+
+
+def test_group_prefix_and_quiet_hours(chat: Chat, resident: tuple[str, str], group_settings) -> None:  # type: ignore[no-untyped-def]
+    sender, name = resident
+    now = datetime.now(LOCAL_TZ)
+    group_settings(
+        trigger_prefixes="小网格",
+        quiet_start=(now - timedelta(hours=1)).time(),
+        quiet_end=(now + timedelta(hours=1)).time(),
+    )
+    # Quiet hours: a confident but unaddressed request gets no answer …
+    assert chat.say("低保怎么申请啊 需要什么材料", group="demo-grid-4", sender=sender, name=name) == []
+    # … while the group's own prefix and an @-mention still do.
+    assert chat.say("小网格 低保怎么申请", group="demo-grid-4", sender=sender, name=name)
+    assert chat.say("低保怎么申请", group="demo-grid-4", sender=sender, name=name, mention=True)
+
+
+def test_confident_request_is_answered_unasked_outside_quiet_hours(chat: Chat, resident: tuple[str, str]) -> None:
+    sender, name = resident
+    replies = chat.say("请问低保怎么申请 需要带什么材料", group="demo-grid-3", sender=sender, name=name)
+    assert len(replies) == 1 and "来源：" in replies[0]["text"], replies
+
+
+def test_urging_tells_the_worker(chat: Chat, resident: tuple[str, str], session_factory: sessionmaker[Session]) -> None:
+    sender, name = resident
+    number = _file_ticket(chat, sender, name)
+    replies = chat.say("我报的路灯怎么还没修 都好几天了 催一下", group=GROUP, sender=sender, name=name, mention=True)
+    assert any(number in text for text in _room(replies)), replies
+    assert any("催办" in text and number in text for text in _to(replies, WORKER[0])), replies
+    with session_factory() as session:
+        ticket = session.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket is not None and ticket.events[-1].action == "urge" and ticket.status == "dispatched"
+
+
+def test_complaint_goes_to_the_community_lead(chat: Chat, resident: tuple[str, str]) -> None:
+    sender, name = resident
+    complaint = "网格员态度太差了 打电话一直没人接 我要投诉"
+    replies = chat.say(complaint, group=GROUP, sender=sender, name=name, mention=True)
+    assert any("陈书记" in text for text in _room(replies)), replies
+    assert any(complaint in text for text in _to(replies, "lead-1")), replies
+
+
+def test_asking_for_notices_gets_an_answer(chat: Chat, resident: tuple[str, str]) -> None:
+    sender, name = resident
+    replies = chat.say("最近社区有什么补贴通知吗", group=GROUP, sender=sender, name=name, mention=True)
+    assert len(replies) == 1 and "通知" in replies[0]["text"], replies
+
+
+def test_worker_commands(chat: Chat, resident: tuple[str, str], session_factory: sessionmaker[Session]) -> None:
+    sender, name = resident
+    number = _file_ticket(chat, sender, name)
+    listed = _to(chat.say("我的工单", group=None, sender=WORKER[0], name=WORKER[1]), WORKER[0])
+    assert listed and number in listed[0]
+    accepted = _to(chat.say(f"接单 {number}", group=None, sender=WORKER[0], name=WORKER[1]), WORKER[0])
+    assert accepted and "处理中" in accepted[0]
+    helped = _to(chat.say("帮助", group=None, sender=WORKER[0], name=WORKER[1]), WORKER[0])
+    assert helped and "办结 工单号" in helped[0]
+    with session_factory() as session:
+        ticket = session.scalar(select(Ticket).where(Ticket.number == number))
+        assert ticket is not None and ticket.status == "in_progress"
+
+
+def test_help_for_a_resident_is_about_residents(chat: Chat, resident: tuple[str, str]) -> None:
+    sender, name = resident
+    helped = chat.say("帮助", group=None, sender=sender, name=name)
+    assert helped and "@我" in helped[0]["text"] and "办结" not in helped[0]["text"]
+
+
+def test_mention_only_message_gets_no_reply(chat: Chat, resident: tuple[str, str]) -> None:
+    sender, name = resident
+    assert chat.say("@网格助手\u2005[强]", group=GROUP, sender=sender, name=name, mention=True) == []

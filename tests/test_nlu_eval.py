@@ -1,0 +1,61 @@
+"""The held-out split stays out of training, and `gridbot nlu test` produces its reports."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.nlu_eval import HELDOUT
+from bot.settings import PROJECT_ROOT
+
+_MARKUP = re.compile(r"\[([^\]]+)\](\([^)]*\)|\{[^}]*\})")
+
+
+def _examples(path: Path) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for block in yaml.safe_load(path.read_text(encoding="utf-8")).get("nlu", []):
+        if "intent" in block:
+            lines = [line.strip()[2:] for line in block["examples"].splitlines() if line.strip().startswith("- ")]
+            found.setdefault(block["intent"], set()).update(_MARKUP.sub(r"\1", line).replace(" ", "") for line in lines)
+    return found
+
+
+def test_heldout_never_appears_in_training() -> None:
+    training = set().union(*_examples(PROJECT_ROOT / "nlu" / "intents.yml").values())
+    heldout = _examples(HELDOUT)
+    overlap = {intent: sorted(lines & training) for intent, lines in heldout.items() if lines & training}
+    assert overlap == {}
+    assert set(heldout) <= set(_examples(PROJECT_ROOT / "nlu" / "intents.yml"))
+
+
+def test_chatter_corpus_is_not_training_data() -> None:
+    training = set().union(*_examples(PROJECT_ROOT / "nlu" / "intents.yml").values())
+    chatter = [
+        line.strip() for line in (PROJECT_ROOT / "bench" / "data" / "group_chatter.txt").read_text(encoding="utf-8").splitlines()
+    ]
+    assert len(chatter) >= 300
+    assert not {line.replace(" ", "") for line in chatter} & training
+
+
+@pytest.mark.rasa
+def test_nlu_test_command_writes_reports() -> None:
+    result = subprocess.run(
+        [str(PROJECT_ROOT / ".venv" / "bin" / "gridbot"), "nlu", "test"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report_dir = PROJECT_ROOT / "reports" / "nlu" / "heldout"
+    summary = json.loads((report_dir / "summary.json").read_text(encoding="utf-8"))
+    assert 0.0 < summary["intent_macro_f1"] <= 1.0
+    assert set(summary["per_intent_f1"]) == set(_examples(HELDOUT))
+    assert any(key.startswith("location") for key in summary["entity_f1"])
+    assert (report_dir / "intent_confusion_matrix.png").stat().st_size > 10_000
+    assert "macro-F1" in result.stdout
