@@ -7,6 +7,8 @@ from typing import Any
 
 from rasa_sdk import Tracker
 
+from bot.messages import OutgoingMessage
+
 
 @dataclass(frozen=True)
 class Speaker:
@@ -43,3 +45,11 @@ def deliver(
 
 def entity(tracker: Tracker, name: str) -> str | None:
     return next(tracker.get_latest_entity_values(name), None)
+
+
+def deliver_message(message: OutgoingMessage) -> dict[str, Any]:
+    """An OutgoingMessage built by a shared notice module, as the custom payload the router sends on."""
+    mention = (message.mentions[0].id, message.mentions[0].name) if message.mentions else None
+    return deliver(
+        message.target_type.value, message.target_id, message.text, mention=mention, await_rating_from=message.awaits_rating_from
+    )

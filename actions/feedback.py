@@ -10,8 +10,9 @@ from rasa_sdk.types import DomainDict
 from sqlalchemy.orm import Session
 
 from actions.context import Speaker, deliver, entity, speaker
-from actions.format import error_text, local_time, run_messages
+from actions.format import run_messages
 from actions.runtime import in_transaction
+from bot.texts import error_text, local_time
 from bot.texts import text as t
 from grid.geography import ChatGroup, Worker, community_lead
 from grid.service import TicketService

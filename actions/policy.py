@@ -14,8 +14,8 @@ from actions.context import Speaker, deliver, speaker
 from actions.format import run_messages
 from actions.runtime import in_transaction, services
 from bot.texts import text as t
+from grid.clock import LOCAL_TZ
 from grid.geography import ChatGroup, Region, on_duty_worker, region_chain
-from grid.service import LOCAL_TZ
 from storage.base import utcnow
 
 

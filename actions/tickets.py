@@ -11,10 +11,12 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 from sqlalchemy.orm import Session
 
-from actions.context import Speaker, deliver, entity, speaker
-from actions.format import colour_name, error_text, local_time, run_messages, status_name
+from actions.context import Speaker, deliver, deliver_message, entity, speaker
+from actions.format import run_messages
 from actions.runtime import in_transaction
+from bot.texts import colour_name, error_text, local_time, status_name
 from bot.texts import text as t
+from bot.ticket_notices import notices_for
 from grid.geography import ChatGroup, Worker
 from grid.ratings import Rating, parse_rating
 from grid.service import TicketService
@@ -102,7 +104,7 @@ class ActionSubmitTicket(Action):
             return [{"text": t("tickets.not_a_group")}]
         service = TicketService(session)
         try:
-            ticket = service.file_report(
+            filing = service.file_report(
                 group_id=who.group_id,
                 reporter_id=who.sender_id,
                 reporter_name=who.sender_name,
@@ -112,16 +114,17 @@ class ActionSubmitTicket(Action):
             )
         except TicketError as err:
             return [{"text": error_text(err.code, err.params)}]
-        worker = session.get(Worker, ticket.assignee_id) if ticket.assignee_id else None
-        group = session.get(ChatGroup, ticket.group_id)
+        ticket = filing.ticket
         common = {
             "number": ticket.number,
             "category": ticket.category,
             "location": ticket.location,
             "deadline": local_time(ticket.deadline_at),
         }
-        if worker is None:
-            return [{"text": t("tickets.filed_no_worker", **common)}]
+        if filing.duplicate:
+            return [{"text": t("tickets.duplicate", **common, status_name=status_name(ticket.status))}]
+        worker = session.get(Worker, ticket.assignee_id) if ticket.assignee_id else None
+        group = session.get(ChatGroup, ticket.group_id)
         notice = t(
             "tickets.worker_new",
             **common,
@@ -130,10 +133,14 @@ class ActionSubmitTicket(Action):
             reporter_name=ticket.reporter_name,
             group_name=group.name if group else "",
         )
-        return [
-            {"text": t("tickets.filed", **common, worker_name=worker.name)},
-            {"json_message": deliver("contact", worker.id, notice)},
+        messages: Messages = [
+            {"text": t("tickets.filed", **common, worker_name=worker.name) if worker else t("tickets.filed_no_worker", **common)}
         ]
+        if worker is not None:
+            messages.append({"json_message": deliver("contact", worker.id, notice)})
+        for person in filing.notify:  # the community lead: red tickets, or nobody on duty in the grid
+            messages.append({"json_message": deliver("contact", person.id, t("tickets.lead_copy", notice=notice))})
+        return messages
 
 
 class ActionWorkerResolve(Action):
@@ -151,24 +158,13 @@ class ActionWorkerResolve(Action):
         return []
 
     def _resolve(self, session: Session, who: Speaker, number: str, result: str) -> Messages:
+        service = TicketService(session)
         try:
-            ticket = TicketService(session).resolve(number, who.sender_id, result)
+            ticket = service.resolve(number, service.actor_for(who.sender_id), result)
         except TicketError as err:
             return [{"text": error_text(err.code, err.params)}]
         messages: Messages = [{"text": t("tickets.worker_resolved_ack", number=ticket.number)}]
-        if ticket.group_id:
-            ask = t("tickets.resident_resolved", number=ticket.number, result=result)
-            messages.append(
-                {
-                    "json_message": deliver(
-                        "room",
-                        ticket.group_id,
-                        ask,
-                        mention=(ticket.reporter_id, ticket.reporter_name),
-                        await_rating_from=ticket.reporter_id,
-                    )
-                }
-            )
+        messages += [{"json_message": deliver_message(m)} for m in notices_for(session, ticket, "resolve", who.sender_id, result)]
         return messages
 
 

@@ -2,13 +2,13 @@
 
     make bench-nlu        (or: .venv/bin/python bench/nlu_quality.py)
 
-1. Trains (or reuses, by hash) two models: config.yml (sparse + e5 dense features) and the same pipeline
-   without the e5 featurizer (the baseline), and scores both on the held-out split
-   (tests/data/nlu_heldout.yml, never trained on): intent macro-F1, location entity F1.
-2. Starts Rasa with config.yml's model and runs every line of bench/data/group_chatter.txt (ordinary
-   neighbour chatter) through the router's own decision for unaddressed group messages: the share it
-   would answer is the false-trigger rate. Held-out requests give the opposite figure: how many real
-   requests it answers without being @-mentioned.
+1. Trains (or reuses, by hash) two models from config.yml: the sparse pipeline and the same pipeline with
+   the e5 dense featurizer, and scores both on the held-out split (tests/data/nlu_heldout.yml, never
+   trained on): intent macro-F1, location entity F1.
+2. For each, starts Rasa and runs every line of bench/data/group_chatter.txt (ordinary neighbour chatter)
+   through the router's own decision for unaddressed group messages: the share it would answer is the
+   false-trigger rate. Held-out requests give the opposite figure: how many real requests it answers
+   without being @-mentioned.
 Targets (issue #3): macro-F1 >= 0.95, location F1 >= 0.90, false triggers <= 2 %.
 """
 
@@ -33,18 +33,25 @@ from bot.router import MessageRouter
 from bot.settings import PROJECT_ROOT, Settings
 
 CHATTER = PROJECT_ROOT / "bench" / "data" / "group_chatter.txt"
-E5_LINE = re.compile(r"^\s*- name: rasa_components\.e5_featurizer\.E5SentenceFeaturizer.*\n", re.MULTILINE)
+E5_COMPONENT = "rasa_components.e5_featurizer.E5SentenceFeaturizer"
+E5_LINE = re.compile(rf"^\s*- name: {re.escape(E5_COMPONENT)}.*\n", re.MULTILINE)
 console = Console()
 
 
-def sparse_config(workdir: Path) -> Path:
-    """config.yml minus the dense featurizer: the baseline."""
+def variant_configs(workdir: Path) -> tuple[Path, Path]:
+    """config.yml with and without the e5 featurizer, whichever of the two config.yml itself is."""
     text = (PROJECT_ROOT / "config.yml").read_text(encoding="utf-8")
-    stripped = E5_LINE.sub("", text)
-    assert stripped != text, "config.yml has no E5SentenceFeaturizer line to remove"
-    path = workdir / "config-sparse.yml"
-    path.write_text(stripped, encoding="utf-8")
-    return path
+    sparse = E5_LINE.sub("", text)
+    dense = (
+        text
+        if sparse != text
+        else text.replace("  - name: DIETClassifier", f"  - name: {E5_COMPONENT}\n  - name: DIETClassifier", 1)
+    )
+    assert dense != sparse, "config.yml has no DIETClassifier to put the e5 featurizer before"
+    paths = (workdir / "config-sparse.yml", workdir / "config-e5.yml")
+    for path, content in zip(paths, (sparse, dense), strict=True):
+        path.write_text(content, encoding="utf-8")
+    return paths
 
 
 def location_f1(scores: nlu_eval.NluScores) -> float:
@@ -83,38 +90,48 @@ async def trigger_rates(rasa_url: str, settings: Settings) -> tuple[float, int, 
 def main() -> None:
     settings = Settings()
     workdir = Path(tempfile.mkdtemp(prefix="gridbot-nlu-bench-"))
-    dense_model = rasa_process.ensure_model(console.print)
-    sparse_model = rasa_process.ensure_model(console.print, config=sparse_config(workdir))
-    console.print("scoring both models on the held-out split…")
-    dense = nlu_eval.evaluate_heldout(dense_model, workdir / "dense")
-    sparse = nlu_eval.evaluate_heldout(sparse_model, workdir / "sparse")
+    uses_e5 = E5_COMPONENT in (PROJECT_ROOT / "config.yml").read_text(encoding="utf-8")
+    sparse_config, dense_config = variant_configs(workdir)
+    models = {
+        "sparse only": rasa_process.ensure_model(console.print, config=sparse_config),
+        "sparse + e5": rasa_process.ensure_model(console.print, config=dense_config),
+    }
+    console.print("scoring both models on the held-out split; false triggers through the router…")
+    rows = {
+        name: (nlu_eval.evaluate_heldout(model, workdir / name.replace(" ", "")), *trigger_run(model, workdir, settings))
+        for name, model in models.items()
+    }
 
+    table = Table(title="NLU on the held-out split (never trained on) and on group chatter")
+    table.add_column("figure")
+    for name in rows:
+        marker = " (config.yml)" if (name == "sparse + e5") == uses_e5 else ""
+        table.add_column(name + marker, justify="right")
+    table.add_column("target", justify="right")
+    table.add_row("intent macro-F1", *(f"{r[0].intent_macro_f1:.3f}" for r in rows.values()), ">= 0.95")
+    table.add_row("intent accuracy", *(f"{r[0].intent_accuracy:.3f}" for r in rows.values()), "")
+    table.add_row("location entity F1", *(f"{location_f1(r[0]):.3f}" for r in rows.values()), ">= 0.90")
+    table.add_row("false triggers on chatter", *(f"{r[1]:.1%} of {r[2]}" for r in rows.values()), "<= 2 %")
+    table.add_row("held-out requests answered without @", *(f"{r[3]:.1%} of {r[4]}" for r in rows.values()), "")
+    console.print(table)
+    name = "sparse + e5" if uses_e5 else "sparse only"
+    scores, *_, examples = rows[name]
+    weakest = sorted(scores.per_intent_f1.items(), key=lambda kv: kv[1])[:5]
+    console.print(f"weakest intents ({name}): " + ", ".join(f"{intent} {f1:.2f}" for intent, f1 in weakest))
+    for line in examples[:10]:
+        console.print(f"  would answer unasked: {line}")
+
+
+def trigger_run(model: Path, workdir: Path, settings: Settings) -> tuple[float, int, float, int, list[str]]:
     port = free_port()
     endpoints = rasa_process.write_endpoints(workdir / "endpoints.yml", "http://127.0.0.1:9/webhook", None)
-    process = rasa_process.start_rasa(dense_model, port, endpoints, workdir / "rasa.log")
+    process = rasa_process.start_rasa(model, port, endpoints, workdir / f"rasa-{port}.log")
     try:
-        console.print("starting Rasa for the trigger-rate run…")
         rasa_process.wait_ready(f"http://127.0.0.1:{port}", process)
-        false_rate, n_chatter, catch_rate, n_requests, examples = asyncio.run(trigger_rates(f"http://127.0.0.1:{port}", settings))
+        return asyncio.run(trigger_rates(f"http://127.0.0.1:{port}", settings))
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-    table = Table(title="NLU on the held-out split (never trained on)")
-    for column in ("figure", "baseline: sparse only", "config.yml: sparse + e5", "target"):
-        table.add_column(column, justify="right" if column != "figure" else "left")
-    table.add_row("intent macro-F1", f"{sparse.intent_macro_f1:.3f}", f"{dense.intent_macro_f1:.3f}", ">= 0.95")
-    table.add_row("intent accuracy", f"{sparse.intent_accuracy:.3f}", f"{dense.intent_accuracy:.3f}", "")
-    table.add_row("location entity F1", f"{location_f1(sparse):.3f}", f"{location_f1(dense):.3f}", ">= 0.90")
-    console.print(table)
-    weakest = sorted(dense.per_intent_f1.items(), key=lambda kv: kv[1])[:5]
-    console.print("weakest intents (config.yml): " + ", ".join(f"{name} {f1:.2f}" for name, f1 in weakest))
-    console.print(
-        f"false triggers on group chatter: {false_rate:.1%} of {n_chatter} lines (target <= 2 %); "
-        f"held-out requests answered without @: {catch_rate:.1%} of {n_requests}"
-    )
-    for line in examples[:10]:
-        console.print(f"  would answer: {line}")
 
 
 if __name__ == "__main__":

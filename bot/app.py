@@ -15,21 +15,15 @@ from sqlalchemy.exc import OperationalError
 from actions.runtime import ActionServices, configure
 from bot.api import actions as actions_api
 from bot.api import local as local_api
+from bot.api import open311 as open311_api
+from bot.api import stats as stats_api
+from bot.api import tickets as tickets_api
+from bot.jobs import default_jobs, run_forever
+from bot.outbox_job import aclose_http
 from bot.runtime import Services, build_services
 from bot.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-
-
-async def _retry_deferred_forever(services: Services) -> None:
-    """Replays messages held while Rasa was down, and delivers what the bot says to them."""
-    while True:
-        await asyncio.sleep(services.settings.deferred_retry_seconds)
-        try:
-            outgoing = await services.router.retry_deferred()
-            await services.webchat.deliver(outgoing)
-        except Exception:  # keep the loop alive whatever one round hits; the rows stay held
-            log.exception("retrying deferred messages failed")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,18 +34,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = build_services(settings)
         configure(ActionServices(services.session_factory, services.knowledge))
         app.state.services = services
-        retry = asyncio.create_task(_retry_deferred_forever(services))
+        jobs = [asyncio.create_task(run_forever(job, services)) for job in default_jobs(services)]
         try:
             yield
         finally:
-            retry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await retry
+            for task in jobs:
+                task.cancel()
+            for task in jobs:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await aclose_http()
             await services.aclose()
 
     app = FastAPI(title="GridBot 网格助手", version="0.1.0", lifespan=lifespan)
     app.include_router(local_api.router)
     app.include_router(actions_api.router)
+    app.include_router(tickets_api.router)
+    app.include_router(stats_api.router)
+    app.include_router(open311_api.router)
 
     @app.exception_handler(OperationalError)
     async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:

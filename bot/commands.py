@@ -1,4 +1,4 @@
-"""Worker commands typed in private chat (接单/办结 GD…, 我的工单, 帮助). Parsed exactly, handed to Rasa as intents.
+"""Worker commands typed in private chat (接单/办结/转派/上报/退回/查询 GD…, 我的工单, 帮助), handed to Rasa as intents.
 
 A command is structured text, so a parser is more reliable than NLU for it; it still goes through Rasa
 (`/worker_resolve{...}`) so the dialogue, its rules and its tracker see every turn.
@@ -12,8 +12,16 @@ from dataclasses import dataclass
 
 TICKET_NUMBER = re.compile(r"GD\d{8}-\d{4}", re.IGNORECASE)
 
-# Commands that take a ticket number (and text): recognised by their first word.
-COMMANDS_WITH_ARGS: dict[str, str] = {"办结": "worker_resolve", "接单": "worker_accept"}
+# Commands that take a ticket number (and text): recognised by their first word when a ticket number follows,
+# or alone (the bot then shows how to use it). "上报一下 路灯坏了" from a resident is not a command.
+COMMANDS_WITH_ARGS: dict[str, str] = {
+    "办结": "worker_resolve",
+    "接单": "worker_accept",
+    "转派": "worker_transfer",
+    "上报": "worker_escalate",
+    "退回": "worker_return",
+    "查询": "worker_query",
+}
 # Commands without arguments: recognised only when they are the whole message (帮助我一下… is not one).
 BARE_COMMANDS: dict[str, str] = {"我的工单": "worker_list", "帮助": "worker_help"}
 
@@ -45,6 +53,8 @@ def parse_command(text: str) -> WorkerCommand | None:
         return None
     word, rest = match.groups()
     number_match = TICKET_NUMBER.search(rest)
+    if number_match is None and rest.strip(_TRAILING + " "):
+        return None
     number = number_match.group(0).upper() if number_match else None
     remainder = TICKET_NUMBER.sub("", rest, count=1) if number_match else rest
     return WorkerCommand(COMMANDS_WITH_ARGS[word], number, remainder.strip(_TRAILING + " "))

@@ -56,3 +56,5 @@ class OutgoingMessage:
     target_id: str
     text: str
     mentions: tuple[Mention, ...] = field(default_factory=tuple)
+    # Set when the message asks this person (in target_id's room) for a rating: their next reply is expected.
+    awaits_rating_from: str | None = None

@@ -46,12 +46,13 @@ def rasa_env() -> dict[str, str]:
 
 
 def training_hash(config: Path = CONFIG_FILE) -> str:
-    digest = hashlib.sha256()
-    paths = [config, PROJECT_ROOT / "domain.yml"]
+    """Content hash of what training reads; the config counts by content, so an identical copy reuses the model."""
+    digest = hashlib.sha256(config.read_bytes())
+    paths = [PROJECT_ROOT / "domain.yml"]
     for folder in TRAINING_DIRS:
         paths += sorted(p for p in (PROJECT_ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     for path in paths:
-        digest.update(path.name.encode())
+        digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from bot.commands import parse_command
 from bot.deferred import DeferredStore
@@ -26,9 +25,9 @@ from bot.normalise import normalise
 from bot.rasa_client import RasaClient, RasaUnavailable
 from bot.settings import Settings
 from bot.texts import text as t
+from grid.clock import LOCAL_TZ
 
 log = logging.getLogger(__name__)
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
 
 def _local_now() -> datetime:
@@ -139,17 +138,24 @@ class MessageRouter:
                 outgoing.append(self._reply(message, response["text"]))
             custom = response.get("custom") or {}
             for item in custom.get("deliver", []):
-                out = OutgoingMessage(
-                    target_type=TargetType(item["target_type"]),
-                    target_id=item["target_id"],
-                    text=item["text"],
-                    mentions=tuple(Mention(m["id"], m["name"]) for m in item.get("mentions", [])),
+                outgoing.append(
+                    OutgoingMessage(
+                        target_type=TargetType(item["target_type"]),
+                        target_id=item["target_id"],
+                        text=item["text"],
+                        mentions=tuple(Mention(m["id"], m["name"]) for m in item.get("mentions", [])),
+                        awaits_rating_from=item.get("await_rating_from"),
+                    )
                 )
-                outgoing.append(out)
-                if awaited := item.get("await_rating_from"):
-                    conv = conversation_id(message.channel, out.target_id, awaited)
-                    await self.expectations.expect(conv, Awaiting.RATING, self.settings.expect_reply_seconds)
+        await self.expect_ratings(message.channel, outgoing)
         return outgoing
+
+    async def expect_ratings(self, channel: str, outgoing: list[OutgoingMessage]) -> None:
+        """After a rating request goes out, the reporter's next message in that room is listened to."""
+        for out in outgoing:
+            if out.awaits_rating_from:
+                conv = conversation_id(channel, out.target_id, out.awaits_rating_from)
+                await self.expectations.expect(conv, Awaiting.RATING, self.settings.expect_reply_seconds)
 
     def _reply(self, message: IncomingMessage, body: str) -> OutgoingMessage:
         """A reply goes back where the message came from; in a group it @-mentions the sender."""

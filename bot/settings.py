@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     # How long the bot keeps listening to a resident it asked a question (location, rating), unaddressed.
     expect_reply_seconds: int = 30 * 60
     deferred_retry_seconds: float = 30.0
+    outbox_interval_seconds: float = 5.0
+    deadline_check_seconds: float = 60.0
+    # External systems that receive every ticket event, as JSON: [{"name": "city", "url": "https://…", "secret": "…"}]
+    webhook_targets: str = ""
+    # Keys that may create requests through Open311 POST (comma-separated); GET needs none.
+    open311_api_keys: str = ""
 
 
 @cache

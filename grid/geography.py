@@ -45,6 +45,15 @@ class Worker(Base):
     grid: Mapped[Grid] = relationship(back_populates="workers")
 
 
+class Department(Base):
+    """A department tickets are escalated to (乡呼县应): 城管, 住建, 水务…; it answers through the API or a connector."""
+
+    __tablename__ = "departments"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+
+
 class ChatGroup(Base):
     """A resident group (便民群) on some channel; it belongs to exactly one grid."""
 

@@ -1,44 +1,100 @@
-"""Ticket use cases: file a report, resolve it, take the resident's rating. One call = one unit of work's changes."""
+"""Ticket use cases: one method per thing a resident, worker, lead or department does with a ticket.
+
+The workflow table says which role may take an action from which state; these methods add who, of that
+role, may act on this ticket (its assignee, a worker of its grid, its community's lead, the department it
+was escalated to, its reporter), and what else the action changes. Every change is flushed at once, so a
+concurrent change to the same ticket surfaces here as a `conflict` instead of a lost update.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from zoneinfo import ZoneInfo
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
+from grid import outbox  # noqa: F401  (registers the outbox writer on every session)
 from grid.categories import classify
-from grid.geography import ChatGroup, Worker, on_duty_worker
+from grid.clock import LOCAL_TZ
+from grid.geography import ChatGroup, Department, Grid, Worker, community_lead, on_duty_worker
 from grid.ratings import Rating
-from grid.tickets import Ticket, TicketCounter, TicketEvent
-from grid.workflow import OPEN_STATUSES, Role, Status, TicketError
+from grid.tickets import Ticket, TicketCounter, TicketEvent, TicketReporter
+from grid.workflow import OPEN_STATUSES, WAITING_FOR_RESIDENT, Role, Status, TicketError
 from storage.base import utcnow
 
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 SYSTEM_ACTOR = "system"
+DUPLICATE_WINDOW = timedelta(hours=72)
+COLOURS = ("red", "yellow", "blue")
+
+
+@dataclass(frozen=True)
+class Actor:
+    id: str
+    role: Role
+    department_code: str | None = None
+
+
+@dataclass
+class Filing:
+    """What filing a report did: a new ticket, or a link to the open one already handling the problem."""
+
+    ticket: Ticket
+    duplicate: bool = False
+    notify: list[Worker] = field(default_factory=list)  # besides the assignee: the lead for red tickets
+
+
+def _same_place(a: str, b: str) -> bool:
+    a, b = a.replace(" ", ""), b.replace(" ", "")
+    return bool(a) and bool(b) and (a in b or b in a)
 
 
 class TicketService:
     def __init__(self, session: Session) -> None:
         self.session = session
 
+    # --- 问 / 派 ---------------------------------------------------------------------------------
+
     def file_report(
         self,
         *,
-        group_id: str,
+        group_id: str | None,
         reporter_id: str,
         reporter_name: str,
         description: str,
         location: str,
         category_hint: str | None = None,
-    ) -> Ticket:
-        """Store a resident's report and dispatch it to the grid's on-duty worker (问→派)."""
-        group = self.session.get(ChatGroup, group_id)
-        if group is None:
+        duplicate_window: timedelta = DUPLICATE_WINDOW,
+        grid_code: str | None = None,
+    ) -> Filing:
+        """Store a report and dispatch it (问→派), or link it to an open ticket for the same problem.
+
+        A report from a group belongs to the group's grid; one from elsewhere (the 12345 hotline through
+        Open311, the console) names its grid.
+        """
+        group = self.session.get(ChatGroup, group_id) if group_id else None
+        if group_id and group is None:
             raise TicketError("unknown_group", group_id=group_id)
+        grid_code = group.grid_code if group else grid_code
+        if grid_code is None or self.session.get(Grid, grid_code) is None:
+            raise TicketError("unknown_grid", grid=grid_code or "")
         category = classify(description, category_hint)
         now = utcnow()
+        existing = self._open_duplicate(grid_code, category.name, location, now - duplicate_window)
+        if existing is not None:
+            if existing.reporter_id != reporter_id and all(r.reporter_id != reporter_id for r in existing.co_reporters):
+                existing.co_reporters.append(
+                    TicketReporter(
+                        reporter_id=reporter_id,
+                        reporter_name=reporter_name,
+                        group_id=group.id if group else None,
+                        description=description,
+                    )
+                )
+                existing.record("co_report", reporter_id, Role.RESIDENT, note=description)
+            self._save(existing)
+            return Filing(existing, duplicate=True)
         ticket = Ticket(
             number=self._next_number(),
             category=category.name,
@@ -47,8 +103,8 @@ class TicketService:
             location=location,
             reporter_id=reporter_id,
             reporter_name=reporter_name,
-            group_id=group.id,
-            grid_code=group.grid_code,
+            group_id=group.id if group else None,
+            grid_code=grid_code,
             status=Status.SUBMITTED,
             created_at=now,
             deadline_at=now + timedelta(hours=category.deadline_hours),
@@ -64,37 +120,38 @@ class TicketService:
             )
         )
         self.session.add(ticket)
-        worker = on_duty_worker(self.session, group.grid_code)
+        worker = on_duty_worker(self.session, grid_code)
+        lead = community_lead(self.session, grid_code)
         if worker is not None:
             ticket.assignee_id = worker.id
             ticket.apply("dispatch", SYSTEM_ACTOR, Role.SYSTEM, note=worker.id)
-        self.session.flush()
-        return ticket
+        self._save(ticket)
+        notify = [lead] if lead is not None and (ticket.colour == "red" or worker is None) else []
+        return Filing(ticket, notify=notify)
+
+    def _open_duplicate(self, grid_code: str, category: str, location: str, since: datetime) -> Ticket | None:
+        query = select(Ticket).where(
+            Ticket.grid_code == grid_code,
+            Ticket.category == category,
+            Ticket.created_at >= since,
+            Ticket.status.in_([s.value for s in OPEN_STATUSES]),
+        )
+        return next((t for t in self.session.scalars(query.order_by(Ticket.id)) if _same_place(t.location, location)), None)
+
+    # --- lookups ---------------------------------------------------------------------------------
 
     def get(self, number: str) -> Ticket:
-        ticket = self.session.scalar(select(Ticket).where(Ticket.number == number.upper()))
+        ticket = self.session.scalar(select(Ticket).where(Ticket.number == number.strip().upper()))
         if ticket is None:
             raise TicketError("ticket_not_found", number=number)
         return ticket
 
-    def resolve(self, number: str, worker_id: str, result: str) -> Ticket:
-        """The worker's 办结: only the assignee may report the result."""
-        ticket = self.get(number)
-        if ticket.assignee_id != worker_id:
-            raise TicketError("not_assignee", number=ticket.number)
-        ticket.apply("resolve", worker_id, Role.WORKER, note=result)
-        ticket.result = result
-        self.session.flush()
-        return ticket
-
-    def accept(self, number: str, worker_id: str) -> Ticket:
-        """The worker's 接单: the assignee takes the ticket on."""
-        ticket = self.get(number)
-        if ticket.assignee_id != worker_id:
-            raise TicketError("not_assignee", number=ticket.number)
-        ticket.apply("accept", worker_id, Role.WORKER)
-        self.session.flush()
-        return ticket
+    def actor_for(self, actor_id: str) -> Actor:
+        """A chat account's role: a registered worker or lead, otherwise a resident."""
+        worker = self.session.get(Worker, actor_id)
+        if worker is None:
+            return Actor(actor_id, Role.RESIDENT)
+        return Actor(actor_id, Role.LEAD if worker.role == "lead" else Role.WORKER)
 
     def assigned_to(self, worker_id: str) -> list[Ticket]:
         """A worker's open tickets, oldest deadline first: the order to work them in."""
@@ -105,26 +162,107 @@ class TicketService:
         )
         return list(self.session.scalars(query))
 
-    def urge(self, *, reporter_id: str, number: str | None) -> Ticket:
-        """The resident's 催办 on a named ticket or their latest open one; recorded, the status stays."""
-        if number:
-            ticket = self.get(number)
-            if ticket.reporter_id != reporter_id:
-                raise TicketError("not_reporter", number=ticket.number)
+    def open_tickets_of(self, reporter_id: str) -> list[Ticket]:
+        statuses = [s.value for s in OPEN_STATUSES | WAITING_FOR_RESIDENT]
+        query = select(Ticket).where(Ticket.reporter_id == reporter_id, Ticket.status.in_(statuses)).order_by(Ticket.id.desc())
+        return list(self.session.scalars(query))
+
+    def worker(self, worker_id: str) -> Worker | None:
+        return self.session.get(Worker, worker_id)
+
+    def find_worker(self, key: str) -> Worker | None:
+        """A worker by id or by name, as a worker types it after 转派."""
+        return self.session.get(Worker, key) or self.session.scalar(select(Worker).where(Worker.name == key))
+
+    def find_department(self, key: str) -> Department | None:
+        return self.session.get(Department, key) or self.session.scalar(select(Department).where(Department.name == key))
+
+    def dispatch(self, number: str, actor: Actor, worker_key: str | None = None) -> Ticket:
+        """The lead's 派 of a returned ticket: to a named worker, or to the grid's pool for its workers to take."""
+        ticket = self.get(number)
+        self._require(self._leads(ticket, actor), "not_your_community", ticket)
+        target = self.find_worker(worker_key) if worker_key else None
+        if worker_key and target is None:
+            raise TicketError("unknown_worker", worker=worker_key)
+        ticket.apply("dispatch", actor.id, actor.role, note=target.id if target else "pool")
+        if target is not None:
+            ticket.assignee_id, ticket.grid_code = target.id, target.grid_code
+        return self._save(ticket)
+
+    # --- 转 / 办 ---------------------------------------------------------------------------------
+
+    def accept(self, number: str, actor: Actor) -> Ticket:
+        """接单: the assignee, any worker of the ticket's grid while nobody has it, or the escalated department."""
+        ticket = self.get(number)
+        if actor.role is Role.DEPARTMENT:
+            self._require(ticket.department_code == actor.department_code, "not_your_department", ticket)
         else:
-            query = select(Ticket).where(Ticket.reporter_id == reporter_id, Ticket.status.in_([s.value for s in OPEN_STATUSES]))
-            ticket = self.session.scalars(query.order_by(Ticket.id.desc()).limit(1)).first()
-            if ticket is None:
-                raise TicketError("nothing_to_urge")
-        if Status(ticket.status) not in OPEN_STATUSES:
-            raise TicketError("invalid_transition", action="urge", status=ticket.status)
-        ticket.record("urge", reporter_id, Role.RESIDENT)
-        self.session.flush()
-        return ticket
+            self._require(ticket.assignee_id == actor.id or self._free_for(ticket, actor), "not_assignee", ticket)
+            ticket.assignee_id = actor.id
+        ticket.apply("accept", actor.id, actor.role)
+        return self._save(ticket)
+
+    def transfer(self, number: str, actor: Actor, target_key: str, reason: str) -> Ticket:
+        """转派: to another worker (who may be in another grid: the ticket moves with them)."""
+        ticket = self.get(number)
+        self._require_handler(ticket, actor)
+        target = self.find_worker(target_key)
+        if target is None:
+            raise TicketError("unknown_worker", worker=target_key)
+        if target.id == ticket.assignee_id:
+            raise TicketError("same_worker", number=ticket.number)
+        ticket.apply("transfer", actor.id, actor.role, note=f"→ {target.id}：{reason}" if reason else f"→ {target.id}")
+        ticket.assignee_id, ticket.grid_code = target.id, target.grid_code
+        return self._save(ticket)
+
+    def escalate(self, number: str, actor: Actor, department_key: str, reason: str) -> Ticket:
+        """上报 (乡呼县应): the grid cannot solve it alone; a department takes it."""
+        ticket = self.get(number)
+        self._require_handler(ticket, actor)
+        department = self.find_department(department_key)
+        if department is None:
+            raise TicketError("unknown_department", department=department_key)
+        ticket.apply(
+            "escalate", actor.id, actor.role, note=f"→ {department.code}：{reason}" if reason else f"→ {department.code}"
+        )
+        ticket.department_code = department.code
+        return self._save(ticket)
+
+    def return_ticket(self, number: str, actor: Actor, reason: str) -> Ticket:
+        """退回: not this worker's to handle; it goes back unassigned for the lead to dispatch."""
+        ticket = self.get(number)
+        self._require(ticket.assignee_id == actor.id, "not_assignee", ticket)
+        ticket.apply("return", actor.id, actor.role, note=reason or None)
+        ticket.assignee_id = None
+        return self._save(ticket)
+
+    def resolve(self, number: str, actor: Actor | str, result: str) -> Ticket:
+        """办结: the assignee, the department it was escalated to, or the community's lead."""
+        actor = actor if isinstance(actor, Actor) else Actor(actor, Role.WORKER)
+        ticket = self.get(number)
+        if actor.role is Role.DEPARTMENT:
+            self._require(ticket.department_code == actor.department_code, "not_your_department", ticket)
+        elif actor.role is Role.LEAD:
+            self._require(self._leads(ticket, actor), "not_your_community", ticket)
+        else:
+            self._require(ticket.assignee_id == actor.id, "not_assignee", ticket)
+        ticket.apply("resolve", actor.id, actor.role, note=result)
+        ticket.result = result
+        return self._save(ticket)
+
+    # --- 审 / 回 ---------------------------------------------------------------------------------
+
+    def review(self, number: str, actor: Actor, approve: bool, note: str = "") -> Ticket:
+        """审: the community lead accepts the result, or sends it back to work."""
+        ticket = self.get(number)
+        self._require(actor.role in (Role.LEAD, Role.ADMIN) and self._leads(ticket, actor), "not_your_community", ticket)
+        ticket.apply("review" if approve else "reject", actor.id, actor.role, note=note or None)
+        return self._save(ticket)
 
     def awaiting_rating(self, reporter_id: str, group_id: str | None) -> Ticket | None:
         """The reporter's most recently resolved ticket, in this group when the rating comes from one."""
-        query = select(Ticket).where(Ticket.reporter_id == reporter_id, Ticket.status == Status.RESOLVED)
+        statuses = [s.value for s in WAITING_FOR_RESIDENT]
+        query = select(Ticket).where(Ticket.reporter_id == reporter_id, Ticket.status.in_(statuses))
         if group_id:
             query = query.where(Ticket.group_id == group_id)
         return self.session.scalar(query.order_by(Ticket.resolved_at.desc(), Ticket.id.desc()).limit(1))
@@ -141,19 +279,109 @@ class TicketService:
             ticket.apply("dispatch", SYSTEM_ACTOR, Role.SYSTEM, note=ticket.assignee_id)
         else:
             ticket.apply("close", reporter_id, Role.RESIDENT, note=rating.value)
-        self.session.flush()
-        return ticket
+        return self._save(ticket)
 
-    def open_tickets_of(self, reporter_id: str) -> list[Ticket]:
-        query = (
-            select(Ticket)
-            .where(Ticket.reporter_id == reporter_id, Ticket.status.in_([s.value for s in OPEN_STATUSES | {Status.RESOLVED}]))
-            .order_by(Ticket.id.desc())
+    def urge(self, *, reporter_id: str, number: str | None) -> Ticket:
+        """The resident's 催办 on a named ticket or their latest open one; recorded, the status stays."""
+        if number:
+            ticket = self.get(number)
+            if ticket.reporter_id != reporter_id and all(r.reporter_id != reporter_id for r in ticket.co_reporters):
+                raise TicketError("not_reporter", number=ticket.number)
+        else:
+            query = select(Ticket).where(Ticket.reporter_id == reporter_id, Ticket.status.in_([s.value for s in OPEN_STATUSES]))
+            ticket = self.session.scalars(query.order_by(Ticket.id.desc()).limit(1)).first()
+            if ticket is None:
+                raise TicketError("nothing_to_urge")
+        if Status(ticket.status) not in OPEN_STATUSES:
+            raise TicketError("invalid_transition", action="urge", status=ticket.status)
+        ticket.record("urge", reporter_id, Role.RESIDENT)
+        return self._save(ticket)
+
+    def cancel(self, number: str, actor: Actor, reason: str = "") -> Ticket:
+        ticket = self.get(number)
+        allowed = ticket.reporter_id == actor.id if actor.role is Role.RESIDENT else self._leads(ticket, actor)
+        self._require(allowed, "not_reporter", ticket)
+        ticket.apply("cancel", actor.id, actor.role, note=reason or None)
+        return self._save(ticket)
+
+    def merge(self, number: str, into: str, actor: Actor) -> Ticket:
+        """Fold a duplicate into the ticket that handles the problem; its reporter becomes a co-reporter there."""
+        ticket, target = self.get(number), self.get(into)
+        if ticket.id == target.id:
+            raise TicketError("same_ticket", number=ticket.number)
+        if actor.role is not Role.SYSTEM:
+            self._require_handler(ticket, actor)
+        ticket.apply("merge", actor.id, actor.role, note=target.number)
+        ticket.merged_into_id = target.id
+        target.co_reporters.append(
+            TicketReporter(
+                reporter_id=ticket.reporter_id,
+                reporter_name=ticket.reporter_name,
+                group_id=ticket.group_id,
+                description=ticket.description,
+            )
         )
-        return list(self.session.scalars(query))
+        target.record("merge_in", actor.id, actor.role, note=ticket.number)
+        self._save(target)
+        return self._save(ticket)
 
-    def worker(self, worker_id: str) -> Worker | None:
-        return self.session.get(Worker, worker_id)
+    def change_triage(
+        self, number: str, actor: Actor, *, colour: str | None, deadline_at: datetime | None, reason: str
+    ) -> Ticket:
+        """Workers and leads may recolour a ticket or move its deadline, always with a reason on record."""
+        ticket = self.get(number)
+        self._require_handler(ticket, actor)
+        if not reason.strip():
+            raise TicketError("reason_required", number=ticket.number)
+        changes = []
+        if colour is not None:
+            if colour not in COLOURS:
+                raise TicketError("unknown_colour", colour=colour)
+            changes.append(f"colour {ticket.colour}→{colour}")
+            ticket.colour = colour
+        if deadline_at is not None:
+            if deadline_at <= ticket.created_at:
+                raise TicketError("deadline_before_report", number=ticket.number)
+            changes.append(f"deadline {ticket.deadline_at.isoformat()}→{deadline_at.isoformat()}")
+            ticket.deadline_at = deadline_at
+            ticket.reminded_at = ticket.overdue_notified_at = None
+        ticket.record("triage", actor.id, actor.role, note=f"{'; '.join(changes)}：{reason}")
+        return self._save(ticket)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _free_for(self, ticket: Ticket, actor: Actor) -> bool:
+        worker = self.session.get(Worker, actor.id)
+        return ticket.assignee_id is None and worker is not None and worker.grid_code == ticket.grid_code
+
+    def _leads(self, ticket: Ticket, actor: Actor) -> bool:
+        """An admin, or a lead of the ticket's community."""
+        if actor.role is Role.ADMIN:
+            return True
+        worker = self.session.get(Worker, actor.id)
+        if worker is None or worker.role != "lead":
+            return False
+        ticket_grid, lead_grid = self.session.get(Grid, ticket.grid_code), self.session.get(Grid, worker.grid_code)
+        return ticket_grid is not None and lead_grid is not None and ticket_grid.community_code == lead_grid.community_code
+
+    def _require_handler(self, ticket: Ticket, actor: Actor) -> None:
+        """Transfer, escalate and triage are for the assignee or the community's lead."""
+        if actor.role in (Role.LEAD, Role.ADMIN):
+            self._require(self._leads(ticket, actor), "not_your_community", ticket)
+        else:
+            self._require(ticket.assignee_id == actor.id, "not_assignee", ticket)
+
+    @staticmethod
+    def _require(condition: bool, code: str, ticket: Ticket) -> None:
+        if not condition:
+            raise TicketError(code, number=ticket.number)
+
+    def _save(self, ticket: Ticket) -> Ticket:
+        try:
+            self.session.flush()
+        except StaleDataError as exc:
+            raise TicketError("conflict", number=ticket.number) from exc
+        return ticket
 
     def _next_number(self) -> str:
         """GD + local date + a per-day sequence; the counter row is locked so parallel reports never collide."""

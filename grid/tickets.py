@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm.attributes import flag_modified
 
 from grid.workflow import Role, Status, check_transition
 from storage.base import Base, utcnow
@@ -34,10 +35,19 @@ class Ticket(Base):
     result: Mapped[str | None] = mapped_column(Text, default=None)
     rating: Mapped[str | None] = mapped_column(String(16), default=None)
     rating_comment: Mapped[str | None] = mapped_column(Text, default=None)
+    department_code: Mapped[str | None] = mapped_column(ForeignKey("departments.code"), default=None)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), default=None)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    overdue_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Optimistic lock: of two workers accepting at the same moment, the second one's UPDATE matches no row.
+    version_id: Mapped[int] = mapped_column(Integer, default=1)
 
     events: Mapped[list[TicketEvent]] = relationship(
         back_populates="ticket", order_by="TicketEvent.id", cascade="all, delete-orphan"
     )
+    co_reporters: Mapped[list[TicketReporter]] = relationship(order_by="TicketReporter.id", cascade="all, delete-orphan")
+
+    __mapper_args__ = {"version_id_col": version_id}  # noqa: RUF012
 
     def apply(self, action: str, actor_id: str, role: Role, note: str | None = None) -> TicketEvent:
         """Move the ticket by `action` if `role` may, and record who did it and when."""
@@ -60,7 +70,12 @@ class Ticket(Base):
         return event
 
     def record(self, action: str, actor_id: str, role: Role, note: str | None = None) -> TicketEvent:
-        """A history entry that is not a state change (催办, a complaint)."""
+        """A history entry that is not a state change (催办, a co-report).
+
+        The ticket row is still marked changed, so its version moves: concurrent entries on one ticket
+        serialise like state changes do, and their outbox messages keep the order they committed in.
+        """
+        flag_modified(self, "status")
         status = Status(self.status)
         event = TicketEvent(action=action, from_status=status, to_status=status, actor_id=actor_id, actor_role=role, note=note)
         event.created_at = utcnow()
@@ -82,6 +97,20 @@ class TicketEvent(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class TicketReporter(Base):
+    """Someone who reported the same problem again: told when it is resolved, like the first reporter."""
+
+    __tablename__ = "ticket_reporters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    reporter_id: Mapped[str] = mapped_column(String(128))
+    reporter_name: Mapped[str] = mapped_column(String(128))
+    group_id: Mapped[str | None] = mapped_column(ForeignKey("chat_groups.id"), default=None)
+    description: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class TicketCounter(Base):

@@ -2,7 +2,7 @@
 
 from bot import deferred, group_settings  # noqa: F401
 from bot.channels import webchat  # noqa: F401
-from grid import geography, tickets  # noqa: F401
+from grid import geography, outbox, tickets  # noqa: F401
 from knowledge import models  # noqa: F401
 from storage.base import Base
 

@@ -126,3 +126,15 @@ def test_help_for_a_resident_is_about_residents(chat: Chat, resident: tuple[str,
 def test_mention_only_message_gets_no_reply(chat: Chat, resident: tuple[str, str]) -> None:
     sender, name = resident
     assert chat.say("@网格助手\u2005[强]", group=GROUP, sender=sender, name=name, mention=True) == []
+
+
+def test_resident_can_abandon_a_report(chat: Chat, resident: tuple[str, str], session_factory: sessionmaker[Session]) -> None:
+    sender, name = resident
+    asked = chat.say("楼下垃圾桶满了 没人清", group=GROUP, sender=sender, name=name, mention=True)
+    assert any("哪个位置" in text for text in _room(asked)), asked
+    cancelled = chat.say("算了 不报了", group=GROUP, sender=sender, name=name)
+    assert len(cancelled) == 1 and "不登记" in cancelled[0]["text"], cancelled
+    # The form is closed: the next unaddressed remark is chatter again, and nothing was filed.
+    assert chat.say("3号楼", group=GROUP, sender=sender, name=name) == []
+    with session_factory() as session:
+        assert session.scalar(select(Ticket).where(Ticket.reporter_id == sender)) is None

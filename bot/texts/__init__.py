@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from grid.clock import LOCAL_TZ
 
 TEXTS_FILE = Path(__file__).parent / "zh.yml"
 
@@ -24,3 +27,24 @@ def text(key: str, **params: object) -> str:
     if not isinstance(node, str):
         raise KeyError(f"{key} is not a text")
     return node.format(**params) if params else node
+
+
+def local_time(moment: datetime) -> str:
+    """Times residents and workers read are local: 11月27日16:42."""
+    return moment.astimezone(LOCAL_TZ).strftime("%m月%d日%H:%M")
+
+
+def colour_name(colour: str) -> str:
+    return text(f"colours.{colour}")
+
+
+def status_name(status: str) -> str:
+    return text(f"statuses.{status}")
+
+
+def error_text(code: str, params: dict[str, object]) -> str:
+    """The sentence for a refused ticket request; a status code is shown by its Chinese name."""
+    values = dict(params)
+    if "status" in values:
+        values["status_name"] = status_name(str(values["status"]))
+    return text(f"errors.{code}", **values)

@@ -1,0 +1,194 @@
+"""Tickets over REST: the same use cases as the worker's chat commands, for the console and other systems.
+
+Refusals carry the reason: 404 unknown ticket, 409 when the ticket's state does not allow the action (or
+someone changed it first), 403 when this actor may not act on this ticket, 422 for a malformed request.
+Who the actor is comes from the body until the console adds accounts and sessions (issue #8).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from bot.api.local import ServicesDep
+from bot.texts import error_text
+from bot.ticket_notices import notices_for
+from grid.service import Actor, TicketService
+from grid.tickets import Ticket
+from grid.workflow import OPEN_STATUSES, Role, TicketError
+from storage.base import utcnow
+from storage.engine import unit_of_work
+
+router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
+
+_NOT_FOUND = {"ticket_not_found", "unknown_worker", "unknown_department", "unknown_group", "unknown_grid"}
+_FORBIDDEN = {"not_assignee", "not_your_department", "not_your_community", "not_reporter", "role_not_allowed"}
+
+
+class EventOut(BaseModel):
+    action: str
+    from_status: str | None
+    to_status: str
+    actor_id: str
+    actor_role: str
+    note: str | None
+    created_at: datetime
+
+
+class TicketOut(BaseModel):
+    number: str
+    status: str
+    category: str
+    colour: str
+    description: str
+    location: str
+    reporter_id: str
+    reporter_name: str
+    group_id: str | None
+    grid_code: str
+    assignee_id: str | None
+    department_code: str | None
+    created_at: datetime
+    deadline_at: datetime
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    result: str | None
+    rating: str | None
+    overdue: bool
+
+
+class TicketDetail(TicketOut):
+    events: list[EventOut]
+    co_reporters: list[str]
+
+
+class ActionIn(BaseModel):
+    action: Literal[
+        "dispatch", "accept", "transfer", "escalate", "return", "resolve", "review", "reject", "cancel", "merge", "triage"
+    ]
+    actor_id: str = Field(min_length=1, max_length=128)
+    actor_role: Literal["worker", "lead", "department", "admin", "resident"] | None = Field(
+        default=None, description="Defaults to the actor's registered role (worker/lead), else resident."
+    )
+    department_code: str | None = Field(default=None, description="Required with actor_role=department.")
+    note: str = Field(default="", max_length=2000, description="Result for resolve, reason for transfer/escalate/return/triage.")
+    target: str | None = Field(default=None, description="Worker (transfer, dispatch), department (escalate) or ticket (merge).")
+    colour: Literal["red", "yellow", "blue"] | None = None
+    deadline_at: datetime | None = None
+
+
+def _out(ticket: Ticket, detail: bool = False) -> TicketOut:
+    now = utcnow()
+    values = {name: getattr(ticket, name) for name in TicketOut.model_fields if name != "overdue"}
+    overdue = ticket.status in {s.value for s in OPEN_STATUSES} and ticket.deadline_at < now
+    if not detail:
+        return TicketOut(**values, overdue=overdue)
+    events = [EventOut.model_validate(e, from_attributes=True) for e in ticket.events]
+    return TicketDetail(**values, overdue=overdue, events=events, co_reporters=[c.reporter_id for c in ticket.co_reporters])
+
+
+def _refusal(err: TicketError) -> HTTPException:
+    status = 404 if err.code in _NOT_FOUND else 403 if err.code in _FORBIDDEN else 409
+    if err.code in ("reason_required", "unknown_colour", "deadline_before_report", "same_ticket", "same_worker"):
+        status = 422
+    return HTTPException(status, detail={"code": err.code, "message": error_text(err.code, err.params)})
+
+
+@router.get("", response_model=list[TicketOut])
+async def list_tickets(
+    services: ServicesDep,
+    status: str | None = None,
+    grid: str | None = None,
+    category: str | None = None,
+    colour: str | None = None,
+    assignee: str | None = None,
+    overdue: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[TicketOut]:
+    query = select(Ticket).order_by(Ticket.id.desc())
+    for column, value in (
+        (Ticket.status, status),
+        (Ticket.grid_code, grid),
+        (Ticket.category, category),
+        (Ticket.colour, colour),
+        (Ticket.assignee_id, assignee),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if overdue is not None:
+        late = Ticket.status.in_([s.value for s in OPEN_STATUSES]) & (Ticket.deadline_at < utcnow())
+        query = query.where(late if overdue else ~late)
+    with unit_of_work(services.session_factory) as session:
+        return [_out(t) for t in session.scalars(query.limit(limit).offset(offset))]
+
+
+@router.get("/{number}", response_model=TicketDetail)
+async def get_ticket(number: str, services: ServicesDep) -> TicketOut:
+    with unit_of_work(services.session_factory) as session:
+        try:
+            return _out(TicketService(session).get(number), detail=True)
+        except TicketError as err:
+            raise _refusal(err) from None
+
+
+@router.post("/{number}/actions", response_model=TicketDetail)
+async def act(number: str, body: ActionIn, services: ServicesDep) -> TicketOut:
+    """One step of the loop; whoever it concerns is told in chat, as when the step is taken in chat."""
+    try:
+        with unit_of_work(services.session_factory) as session:
+            service = TicketService(session)
+            actor = _actor(service, body)
+            ticket = _apply(service, number, actor, body)
+            notices = notices_for(session, ticket, body.action, actor.id, body.note)
+            result = _out(ticket, detail=True)
+    except TicketError as err:
+        raise _refusal(err) from None
+    await services.router.expect_ratings(services.webchat.name, notices)
+    await services.webchat.deliver(notices)
+    return result
+
+
+def _actor(service: TicketService, body: ActionIn) -> Actor:
+    if body.actor_role == "department":
+        if not body.department_code:
+            raise HTTPException(422, "actor_role department needs department_code")
+        return Actor(body.actor_id, Role.DEPARTMENT, body.department_code)
+    if body.actor_role is not None:
+        return Actor(body.actor_id, Role(body.actor_role))
+    return service.actor_for(body.actor_id)
+
+
+def _apply(service: TicketService, number: str, actor: Actor, body: ActionIn) -> Ticket:
+    match body.action:
+        case "dispatch":
+            return service.dispatch(number, actor, body.target)
+        case "accept":
+            return service.accept(number, actor)
+        case "transfer":
+            return service.transfer(number, actor, _needs(body.target, "target worker"), body.note)
+        case "escalate":
+            return service.escalate(number, actor, _needs(body.target, "target department"), body.note)
+        case "return":
+            return service.return_ticket(number, actor, body.note)
+        case "resolve":
+            return service.resolve(number, actor, _needs(body.note or None, "note (the result)"))
+        case "review" | "reject":
+            return service.review(number, actor, approve=body.action == "review", note=body.note)
+        case "cancel":
+            return service.cancel(number, actor, body.note)
+        case "merge":
+            return service.merge(number, _needs(body.target, "target ticket"), actor)
+        case "triage":
+            return service.change_triage(number, actor, colour=body.colour, deadline_at=body.deadline_at, reason=body.note)
+    raise HTTPException(422, f"unknown action {body.action}")
+
+
+def _needs(value: str | None, what: str) -> str:
+    if not value:
+        raise HTTPException(422, f"this action needs {what}")
+    return value

@@ -1,0 +1,66 @@
+"""Who hears about a ticket change, and what they are told — the same whether it came from chat or the API.
+
+A resolved ticket asks its reporter to rate in the group (and tells co-reporters); a transferred or
+re-dispatched one goes to its new worker; a returned one goes to the community lead. Texts: bot/texts/zh.yml.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from bot.messages import Mention, OutgoingMessage, TargetType
+from bot.texts import colour_name, local_time
+from bot.texts import text as t
+from grid.geography import ChatGroup, Worker, community_lead
+from grid.tickets import Ticket
+
+
+def _new_ticket_for(ticket: Ticket, session: Session, template: str, **extra: object) -> str:
+    group = session.get(ChatGroup, ticket.group_id) if ticket.group_id else None
+    return t(
+        template,
+        number=ticket.number,
+        colour_name=colour_name(ticket.colour),
+        category=ticket.category,
+        location=ticket.location,
+        description=ticket.description,
+        reporter_name=ticket.reporter_name,
+        group_name=group.name if group else "",
+        deadline=local_time(ticket.deadline_at),
+        **extra,
+    )
+
+
+def notices_for(session: Session, ticket: Ticket, action: str, actor_id: str, note: str = "") -> list[OutgoingMessage]:
+    """The messages a change causes beyond the reply to whoever made it."""
+    actor = session.get(Worker, actor_id)
+    actor_name = actor.name if actor else actor_id
+    if action == "resolve":
+        return _resolved(ticket, ticket.result or note)
+    if action in ("transfer", "dispatch") and ticket.assignee_id and ticket.assignee_id != actor_id:
+        if action == "transfer":
+            text = _new_ticket_for(ticket, session, "tickets.transferred_to_you", from_name=actor_name)
+        else:
+            text = _new_ticket_for(ticket, session, "tickets.worker_new")
+        return [OutgoingMessage(TargetType.CONTACT, ticket.assignee_id, text)]
+    if action == "return":
+        lead = community_lead(session, ticket.grid_code)
+        if lead is None:
+            return []
+        text = _new_ticket_for(ticket, session, "tickets.returned_to_lead", worker_name=actor_name, reason=note or "-")
+        return [OutgoingMessage(TargetType.CONTACT, lead.id, text)]
+    return []
+
+
+def _resolved(ticket: Ticket, result: str) -> list[OutgoingMessage]:
+    """The reporter is asked to rate (their rating decides closure); co-reporters are told too."""
+    messages: list[OutgoingMessage] = []
+    if ticket.group_id:
+        ask = t("tickets.resident_resolved", number=ticket.number, result=result)
+        mention = Mention(ticket.reporter_id, ticket.reporter_name)
+        messages.append(OutgoingMessage(TargetType.ROOM, ticket.group_id, ask, (mention,), awaits_rating_from=ticket.reporter_id))
+    for co in ticket.co_reporters:
+        if co.group_id:
+            told = t("tickets.co_reporter_resolved", number=ticket.number, result=result)
+            messages.append(OutgoingMessage(TargetType.ROOM, co.group_id, told, (Mention(co.reporter_id, co.reporter_name),)))
+    return messages

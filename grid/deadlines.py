@@ -1,0 +1,202 @@
+"""Deadline supervision (督办): reminders before a ticket's deadline and escalation once it has passed.
+
+A ticket is reminded once, to its assignee (or, while nobody has it, to the community lead), when three
+quarters of its time from report to deadline has gone; once the deadline has passed, the community lead is
+told once (督办) and the assignee gets a copy. Deadlines are calendar hours, as `categories.yml` gives them:
+nights and holidays count, because residents wait through them too. A working-hours calendar would change
+only `remind_at` and the overdue test here.
+
+Each notice is produced exactly once even when two processes run the check at the same moment: a notice
+is claimed by setting `reminded_at` / `overdue_notified_at` and writing a history event in one savepoint,
+and the ticket's optimistic lock (its version column) makes the slower of two claims fail on flush with
+StaleDataError. That ticket is then skipped here; the faster process sends its notice. Nothing here talks
+to a chat: the caller turns the returned notices into messages after its transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from grid.geography import Worker, community_lead
+from grid.service import SYSTEM_ACTOR
+from grid.tickets import Ticket
+from grid.workflow import OPEN_STATUSES, Role
+
+log = logging.getLogger(__name__)
+
+# Share of a ticket's time (report → deadline) after which its handler is reminded.
+REMIND_AT_FRACTION = 0.75
+
+
+class NoticeKind(StrEnum):
+    """What a notice is; the value is also the history action it writes."""
+
+    REMINDER = "remind"  # 到期提醒: the deadline is close
+    OVERDUE = "overdue"  # 超期督办: the deadline has passed
+
+
+class Audience(StrEnum):
+    """Why someone receives a notice: it decides which text they get."""
+
+    ASSIGNEE = "assignee"  # the worker who has the ticket
+    LEAD = "lead"  # the community lead (社区负责人), who dispatches and supervises
+
+
+@dataclass(frozen=True)
+class Recipient:
+    worker_id: str
+    name: str
+    audience: Audience
+
+
+@dataclass(frozen=True)
+class DeadlineNotice:
+    """A claimed reminder or escalation, as plain values so it outlives the session that produced it."""
+
+    kind: NoticeKind
+    ticket_id: int
+    number: str
+    category: str
+    colour: str
+    location: str
+    grid_code: str
+    created_at: datetime
+    deadline_at: datetime
+    noticed_at: datetime
+    assignee: Recipient | None
+    recipients: tuple[Recipient, ...]
+
+
+def remind_at(ticket: Ticket) -> datetime:
+    """When the ticket's reminder is due: REMIND_AT_FRACTION of the way from report to deadline."""
+    return ticket.created_at + (ticket.deadline_at - ticket.created_at) * REMIND_AT_FRACTION
+
+
+def _require_aware(now: datetime) -> None:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+
+
+def _open() -> ColumnElement[bool]:
+    return Ticket.status.in_([s.value for s in OPEN_STATUSES])
+
+
+def due_kind(ticket: Ticket, now: datetime) -> NoticeKind | None:
+    """The notice a ticket is owed at `now`, if any; a ticket already overdue is escalated, not reminded."""
+    if ticket.deadline_at < now:
+        return NoticeKind.OVERDUE if ticket.overdue_notified_at is None else None
+    if ticket.reminded_at is None and remind_at(ticket) <= now:
+        return NoticeKind.REMINDER
+    return None
+
+
+def due_notices(session: Session, now: datetime) -> list[DeadlineNotice]:
+    """Claim and return every reminder and escalation due at `now`, each exactly once across processes.
+
+    The caller owns the transaction (commit, then send): if it rolls back, the claims go with it and the
+    next run finds the same notices again. The 75% point is computed here rather than in SQL, because
+    interval arithmetic differs between SQLite and PostgreSQL; the query narrows to open tickets that still
+    owe a notice, which is what a neighbourhood's handful of open tickets costs anyway.
+    """
+    _require_aware(now)
+    _begin_writing(session)
+    owed = or_(
+        and_(Ticket.deadline_at < now, Ticket.overdue_notified_at.is_(None)),
+        and_(Ticket.deadline_at >= now, Ticket.reminded_at.is_(None)),
+    )
+    # Ordered by id so two concurrent runs lock rows in the same order (no deadlock on PostgreSQL);
+    # read in full first, because each claim flushes on the same connection.
+    candidates = list(session.scalars(select(Ticket).where(_open(), owed).order_by(Ticket.id)))
+    notices: list[DeadlineNotice] = []
+    for ticket in candidates:
+        kind = due_kind(ticket, now)
+        if kind is not None and (notice := _claim(session, ticket, kind, now)) is not None:
+            notices.append(notice)
+    return notices
+
+
+def _begin_writing(session: Session) -> None:
+    """On SQLite, open the transaction explicitly (BEGIN IMMEDIATE) unless one is already open.
+
+    The sqlite3 driver begins a transaction only before INSERT/UPDATE/DELETE, so a SAVEPOINT issued first
+    would start the transaction itself and its RELEASE would commit it: each claim would commit on its own,
+    and a rollback of the round would no longer undo them. IMMEDIATE also takes SQLite's single write lock
+    up front, so a second process waits (busy timeout) and then reads the claims of the first, instead of
+    failing to upgrade a stale read snapshot. PostgreSQL needs none of this: its row locks and the version
+    check do the work.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    driver = connection.connection.driver_connection
+    if driver is not None and not driver.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _recipients(session: Session, ticket: Ticket, kind: NoticeKind) -> tuple[Recipient | None, tuple[Recipient, ...]]:
+    """Reminder: the assignee, else the lead (someone must dispatch it). Overdue: the lead, and the assignee."""
+    worker = session.get(Worker, ticket.assignee_id) if ticket.assignee_id else None
+    assignee = Recipient(worker.id, worker.name, Audience.ASSIGNEE) if worker else None
+    lead_worker = community_lead(session, ticket.grid_code)
+    lead = Recipient(lead_worker.id, lead_worker.name, Audience.LEAD) if lead_worker else None
+    if kind is NoticeKind.REMINDER:
+        chosen = [assignee or lead]
+    elif assignee is not None and lead is not None and assignee.worker_id == lead.worker_id:
+        chosen = [lead]  # a lead handling the ticket themself gets one message, not two
+    else:
+        chosen = [lead, assignee]
+    return assignee, tuple(r for r in chosen if r is not None)
+
+
+def _claim(session: Session, ticket: Ticket, kind: NoticeKind, now: datetime) -> DeadlineNotice | None:
+    """Mark the ticket and write its history event in a savepoint; None if another process got there first."""
+    assignee, recipients = _recipients(session, ticket, kind)
+    number = ticket.number
+    try:
+        with session.begin_nested():
+            if kind is NoticeKind.REMINDER:
+                ticket.reminded_at = now
+            else:
+                ticket.overdue_notified_at = now
+            note = ",".join(r.worker_id for r in recipients) or None
+            ticket.record(kind.value, SYSTEM_ACTOR, Role.SYSTEM, note=note)
+    except StaleDataError:
+        log.info("deadline %s of %s: ticket changed concurrently; skipped, next round retries", kind.value, number)
+        return None
+    if not recipients:
+        log.warning("deadline %s of %s has nobody to tell (no assignee, no community lead)", kind.value, number)
+    return DeadlineNotice(
+        kind=kind,
+        ticket_id=ticket.id,
+        number=ticket.number,
+        category=ticket.category,
+        colour=ticket.colour,
+        location=ticket.location,
+        grid_code=ticket.grid_code,
+        created_at=ticket.created_at,
+        deadline_at=ticket.deadline_at,
+        noticed_at=now,
+        assignee=assignee,
+        recipients=recipients,
+    )
+
+
+def overdue_tickets(session: Session, now: datetime, grid_code: str | None = None) -> list[Ticket]:
+    """The 督办 list: open tickets past their deadline, the most overdue first: the order to chase them in."""
+    _require_aware(now)
+    query = select(Ticket).where(_open(), Ticket.deadline_at < now)
+    if grid_code is not None:
+        query = query.where(Ticket.grid_code == grid_code)
+    return list(session.scalars(query.order_by(Ticket.deadline_at, Ticket.id)))
+
+
+def overdue_by(ticket: Ticket | DeadlineNotice, now: datetime) -> timedelta:
+    """How late a ticket is at `now` (zero while it is not)."""
+    return max(now - ticket.deadline_at, timedelta(0))

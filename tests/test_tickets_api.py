@@ -1,0 +1,92 @@
+"""The tickets REST API over a real HTTP server, on both databases: listing, detail with history, the loop's
+actions with their refusals, and the chat notices those actions send."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.embedded import app_server, free_port
+from bot.settings import Settings
+from grid.service import TicketService
+from storage.engine import unit_of_work
+
+
+@pytest.fixture(scope="module")
+def api(database_url: str) -> Iterator[httpx.Client]:
+    settings = Settings(database_url=database_url, rasa_url=f"http://127.0.0.1:{free_port()}", app_port=free_port())
+    with app_server(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
+
+
+def _new_ticket(factory: sessionmaker[Session], text: str = "路灯坏了") -> str:
+    with unit_of_work(factory) as session:
+        return (
+            TicketService(session)
+            .file_report(
+                group_id="demo-grid-2",
+                reporter_id=f"r-{uuid.uuid4().hex[:6]}",
+                reporter_name="居民小李",
+                description=text,
+                location=f"{uuid.uuid4().hex[:6]}号楼",
+            )
+            .ticket.number
+        )
+
+
+def _act(api: httpx.Client, number: str, **body: object) -> httpx.Response:
+    return api.post(f"/api/v1/tickets/{number}/actions", json=body)
+
+
+def _inbox(api: httpx.Client, contact: str) -> list[str]:
+    response = api.get("/api/v1/local/transcript", params={"target_type": "contact", "target_id": contact})
+    return [m["text"] for m in response.json()["messages"]]
+
+
+def test_detail_list_and_filters(api: httpx.Client, session_factory: sessionmaker[Session]) -> None:
+    number = _new_ticket(session_factory)
+    detail = api.get(f"/api/v1/tickets/{number}").json()
+    assert detail["status"] == "dispatched" and detail["assignee_id"] == "worker-2" and not detail["overdue"]
+    assert [e["action"] for e in detail["events"]] == ["submit", "dispatch"]
+    listed = api.get("/api/v1/tickets", params={"grid": "grid-2", "status": "dispatched", "limit": 500}).json()
+    assert number in [t["number"] for t in listed] and {t["grid_code"] for t in listed} == {"grid-2"}
+    assert api.get("/api/v1/tickets/GD19990101-0001").status_code == 404
+
+
+def test_transfer_notifies_the_new_worker_and_return_notifies_the_lead(
+    api: httpx.Client, session_factory: sessionmaker[Session]
+) -> None:
+    number = _new_ticket(session_factory)
+    moved = _act(api, number, action="transfer", actor_id="worker-2", target="孙丽", note="我今天休息")
+    assert moved.status_code == 200 and moved.json()["assignee_id"] == "worker-5"
+    assert any(number in text and "张敏" not in text and "转派" in text for text in _inbox(api, "worker-5"))
+    back = _act(api, number, action="return", actor_id="worker-5", note="不是我片区的")
+    assert back.status_code == 200 and back.json()["status"] == "submitted"
+    assert any(number in text and "不是我片区的" in text for text in _inbox(api, "lead-1"))
+
+
+def test_refusals_have_reasons(api: httpx.Client, session_factory: sessionmaker[Session]) -> None:
+    number = _new_ticket(session_factory)
+    not_mine = _act(api, number, action="resolve", actor_id="worker-1", note="修好了")
+    assert not_mine.status_code == 403 and not_mine.json()["detail"]["code"] == "not_assignee"
+    assert "不是派给您的" in not_mine.json()["detail"]["message"]
+    missing = _act(api, number, action="transfer", actor_id="worker-2")
+    assert missing.status_code == 422 and "target worker" in missing.text
+    assert _act(api, number, action="resolve", actor_id="worker-2", note="修好了").status_code == 200
+    again = _act(api, number, action="accept", actor_id="worker-2")
+    assert again.status_code == 409 and again.json()["detail"]["code"] == "invalid_transition"
+    dept = _act(api, number, action="resolve", actor_id="d", actor_role="department")
+    assert dept.status_code == 422 and "department_code" in dept.text
+    assert _act(api, "GD19990101-0001", action="accept", actor_id="worker-2").status_code == 404
+
+
+def test_resolving_through_the_api_asks_the_resident_to_rate(api: httpx.Client, session_factory: sessionmaker[Session]) -> None:
+    number = _new_ticket(session_factory)
+    assert _act(api, number, action="resolve", actor_id="worker-2", note="已更换灯泡").status_code == 200
+    room = api.get("/api/v1/local/transcript", params={"target_type": "room", "target_id": "demo-grid-2"}).json()["messages"]
+    asked = [m["text"] for m in room if number in m["text"]]
+    assert asked and asked[-1].startswith("@居民小李 ") and "已更换灯泡" in asked[-1] and "满意" in asked[-1]
