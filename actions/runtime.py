@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +21,7 @@ T = TypeVar("T")
 class ActionServices:
     session_factory: sessionmaker[Session]
     knowledge: KnowledgeBase
+    duplicate_window: timedelta = timedelta(hours=72)
 
 
 _services: ActionServices | None = None

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from actions.context import Speaker, deliver, deliver_message, entity, speaker
 from actions.format import run_messages
-from actions.runtime import in_transaction
+from actions.runtime import in_transaction, services
 from bot.texts import colour_name, error_text, local_time, status_name
 from bot.texts import text as t
 from bot.ticket_notices import notices_for
@@ -111,6 +111,7 @@ class ActionSubmitTicket(Action):
                 description=description,
                 location=location,
                 category_hint=hint,
+                duplicate_window=services().duplicate_window,
             )
         except TicketError as err:
             return [{"text": error_text(err.code, err.params)}]

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -32,7 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings)
-        configure(ActionServices(services.session_factory, services.knowledge))
+        window = timedelta(hours=settings.duplicate_window_hours)
+        configure(ActionServices(services.session_factory, services.knowledge, duplicate_window=window))
         app.state.services = services
         jobs = [asyncio.create_task(run_forever(job, services)) for job in default_jobs(services)]
         try:

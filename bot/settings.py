@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # How long the bot keeps listening to a resident it asked a question (location, rating), unaddressed.
     expect_reply_seconds: int = 30 * 60
     deferred_retry_seconds: float = 30.0
+    # A report of the same category at the same place within this window joins the open ticket.
+    duplicate_window_hours: float = 72.0
     outbox_interval_seconds: float = 5.0
     deadline_check_seconds: float = 60.0
     # External systems that receive every ticket event, as JSON: [{"name": "city", "url": "https://…", "secret": "…"}]
