@@ -31,20 +31,29 @@ def category_named(name: str) -> Category | None:
 
 
 def classify(text: str, hint: str | None = None) -> Category:
-    """Pick the category: an NLU hint when it names a known category, else the longest matching keyword.
+    """Pick the category: safety words first, then an NLU hint naming a known category, else the longest keyword.
 
-    Longest match wins so 楼道灯 (物业管理) beats the shorter 灯-free keywords of other categories,
-    and table order breaks ties, which puts safety first.
+    A report that says 危险 or 燃气味 is red (立行立改) whatever object it names, so red categories are
+    matched before the hint (井盖丢了 很危险 is a safety hazard, not only a municipal repair). Otherwise the
+    longest keyword wins, so 楼道灯 (物业管理) beats shorter keywords, and table order breaks ties.
     """
+    urgent = _longest_match(text, [c for c in load_categories() if c.colour == "red"])
+    if urgent is not None:
+        return urgent
     if hint and (hinted := category_named(hint)):
         return hinted
-    best: tuple[int, Category] | None = None
-    for category in load_categories():
-        for keyword in category.keywords:
-            if keyword in text and (best is None or len(keyword) > best[0]):
-                best = (len(keyword), category)
-    if best:
-        return best[1]
+    found = _longest_match(text, list(load_categories()))
+    if found is not None:
+        return found
     fallback = category_named(FALLBACK_CATEGORY)
     assert fallback is not None, "categories.yml must define 其他"
     return fallback
+
+
+def _longest_match(text: str, categories: list[Category]) -> Category | None:
+    best: tuple[int, Category] | None = None
+    for category in categories:
+        for keyword in category.keywords:
+            if keyword in text and (best is None or len(keyword) > best[0]):
+                best = (len(keyword), category)
+    return best[1] if best else None

@@ -55,6 +55,7 @@ def event_payload(ticket_event: TicketEvent) -> dict[str, Any]:
         "actor_id": ticket_event.actor_id,
         "actor_role": ticket_event.actor_role,
         "note": ticket_event.note,
+        "photos": ticket_event.photos or [],
         "at": ticket_event.created_at.isoformat() if ticket_event.created_at else utcnow().isoformat(),
         "ticket": {
             "number": ticket.number,

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from grid import outbox  # noqa: F401  (registers the outbox writer on every session)
-from grid.categories import classify
+from grid.categories import Category, category_named, classify
 from grid.clock import LOCAL_TZ
 from grid.geography import ChatGroup, Department, Grid, Worker, community_lead, on_duty_worker
 from grid.ratings import Rating
@@ -67,6 +67,8 @@ class TicketService:
         category_hint: str | None = None,
         duplicate_window: timedelta = DUPLICATE_WINDOW,
         grid_code: str | None = None,
+        photos: list[str] | None = None,
+        category: str | None = None,
     ) -> Filing:
         """Store a report and dispatch it (问→派), or link it to an open ticket for the same problem.
 
@@ -79,9 +81,12 @@ class TicketService:
         grid_code = group.grid_code if group else grid_code
         if grid_code is None or self.session.get(Grid, grid_code) is None:
             raise TicketError("unknown_grid", grid=grid_code or "")
-        category = classify(description, category_hint)
+        chosen = category_named(category) if category else None  # a caller's explicit choice (Open311 service_code)
+        if category and chosen is None:
+            raise TicketError("unknown_category", category=category)
+        kind: Category = chosen or classify(description, category_hint)
         now = utcnow()
-        existing = self._open_duplicate(grid_code, category.name, location, now - duplicate_window)
+        existing = self._open_duplicate(grid_code, kind.name, location, now - duplicate_window)
         if existing is not None:
             if existing.reporter_id != reporter_id and all(r.reporter_id != reporter_id for r in existing.co_reporters):
                 existing.co_reporters.append(
@@ -97,8 +102,8 @@ class TicketService:
             return Filing(existing, duplicate=True)
         ticket = Ticket(
             number=self._next_number(),
-            category=category.name,
-            colour=category.colour,
+            category=kind.name,
+            colour=kind.colour,
             description=description,
             location=location,
             reporter_id=reporter_id,
@@ -107,7 +112,7 @@ class TicketService:
             grid_code=grid_code,
             status=Status.SUBMITTED,
             created_at=now,
-            deadline_at=now + timedelta(hours=category.deadline_hours),
+            deadline_at=now + timedelta(hours=kind.deadline_hours),
         )
         ticket.events.append(
             TicketEvent(
@@ -117,6 +122,7 @@ class TicketService:
                 actor_id=reporter_id,
                 actor_role=Role.RESIDENT,
                 created_at=now,
+                photos=list(photos) if photos else None,
             )
         )
         self.session.add(ticket)
@@ -236,7 +242,7 @@ class TicketService:
         ticket.assignee_id = None
         return self._save(ticket)
 
-    def resolve(self, number: str, actor: Actor | str, result: str) -> Ticket:
+    def resolve(self, number: str, actor: Actor | str, result: str, photos: list[str] | None = None) -> Ticket:
         """办结: the assignee, the department it was escalated to, or the community's lead."""
         actor = actor if isinstance(actor, Actor) else Actor(actor, Role.WORKER)
         ticket = self.get(number)
@@ -246,7 +252,7 @@ class TicketService:
             self._require(self._leads(ticket, actor), "not_your_community", ticket)
         else:
             self._require(ticket.assignee_id == actor.id, "not_assignee", ticket)
-        ticket.apply("resolve", actor.id, actor.role, note=result)
+        ticket.apply("resolve", actor.id, actor.role, note=result, photos=photos)
         ticket.result = result
         return self._save(ticket)
 

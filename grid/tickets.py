@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -49,8 +49,10 @@ class Ticket(Base):
 
     __mapper_args__ = {"version_id_col": version_id}  # noqa: RUF012
 
-    def apply(self, action: str, actor_id: str, role: Role, note: str | None = None) -> TicketEvent:
-        """Move the ticket by `action` if `role` may, and record who did it and when."""
+    def apply(
+        self, action: str, actor_id: str, role: Role, note: str | None = None, photos: list[str] | None = None
+    ) -> TicketEvent:
+        """Move the ticket by `action` if `role` may, and record who did it, when, and the evidence (photos)."""
         transition = check_transition(action, Status(self.status), role)
         event = TicketEvent(
             action=action,
@@ -59,6 +61,7 @@ class Ticket(Base):
             actor_id=actor_id,
             actor_role=role,
             note=note,
+            photos=list(photos) if photos else None,
         )
         self.status = transition.target
         now = event.created_at = utcnow()
@@ -94,6 +97,8 @@ class TicketEvent(Base):
     actor_id: Mapped[str] = mapped_column(String(128))
     actor_role: Mapped[str] = mapped_column(String(16))
     note: Mapped[str | None] = mapped_column(Text, default=None)
+    # References to photos (URLs or stored media ids) taken with this step: the problem, the result.
+    photos: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     ticket: Mapped[Ticket] = relationship(back_populates="events")

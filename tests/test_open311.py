@@ -114,12 +114,18 @@ def test_json_body_is_accepted_too(api: httpx.Client, session_factory: sessionma
         "address_string": _place(),
         "attribute": {"grid": "grid-3"},
         "phone": 13800000000,
+        "media_url": "https://media.example.org/12345/bin.jpg",
     }
     number = _created(api.post("/requests.json", json=body))
     with session_factory() as session:
         ticket = session.scalar(select(Ticket).where(Ticket.number == number))
         assert ticket is not None and (ticket.assignee_id, ticket.category) == ("worker-3", "环境卫生")
         assert (ticket.reporter_id, ticket.reporter_name) == ("open311:13800000000", "12345热线")
+        assert ticket.events[0].photos == ["https://media.example.org/12345/bin.jpg"]
+    [shown] = api.get(f"/requests/{number}.json").json()
+    assert shown["media_url"] == "https://media.example.org/12345/bin.jpg"
+    bad = {**body, "media_url": "file:///etc/passwd", "address_string": _place()}
+    assert any("media_url" in problem for problem in _error(api.post("/requests.json", json=bad), 400))
 
 
 def test_api_key_is_required(api: httpx.Client) -> None:

@@ -95,6 +95,12 @@ def test_categories(text: str, category: str, colour: str) -> None:
     assert (found.name, found.colour) == (category, colour)
 
 
+def test_safety_words_outrank_the_nlu_hint() -> None:
+    found = classify("8号楼楼下的井盖丢了 很危险", "市政设施")
+    assert (found.name, found.colour) == ("安全隐患", "red")
+    assert classify("8号楼楼下的井盖丢了", "市政设施").name == "市政设施"
+
+
 def test_category_hint_must_be_known() -> None:
     assert classify("路灯坏了", "噪音扰民").name == "噪音扰民"
     assert classify("路灯坏了", "火星").name == "市政设施"

@@ -90,3 +90,22 @@ def test_resolving_through_the_api_asks_the_resident_to_rate(api: httpx.Client, 
     room = api.get("/api/v1/local/transcript", params={"target_type": "room", "target_id": "demo-grid-2"}).json()["messages"]
     asked = [m["text"] for m in room if number in m["text"]]
     assert asked and asked[-1].startswith("@居民小李 ") and "已更换灯泡" in asked[-1] and "满意" in asked[-1]
+
+
+def test_result_photos_are_kept_with_the_step_and_sent_to_connectors(
+    api: httpx.Client, session_factory: sessionmaker[Session]
+) -> None:
+    from sqlalchemy import select
+
+    from grid.outbox import OutboxMessage
+
+    number = _new_ticket(session_factory)
+    photos = ["https://media.example.org/gd/after-1.jpg", "media:7f3a"]
+    wrong = _act(api, number, action="accept", actor_id="worker-2", photos=photos)
+    assert wrong.status_code == 422 and "resolve" in wrong.text
+    done = _act(api, number, action="resolve", actor_id="worker-2", note="已更换灯泡", photos=photos)
+    assert done.status_code == 200 and done.json()["events"][-1]["photos"] == photos
+    assert _act(api, number, action="resolve", actor_id="worker-2", note="x", photos=["p"] * 10).status_code == 422
+    with session_factory() as session:
+        payloads = session.scalars(select(OutboxMessage.payload).where(OutboxMessage.topic == "resolve")).all()
+        assert any(p["ticket"]["number"] == number and p["photos"] == photos for p in payloads)

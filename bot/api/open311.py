@@ -249,6 +249,7 @@ def _render(session: Session, tickets: list[Ticket]) -> list[RequestOut]:
                 updated_datetime=mapping.w3_datetime(last.created_at if last else ticket.created_at),
                 expected_datetime=mapping.w3_datetime(ticket.deadline_at),
                 address=ticket.location,
+                media_url=next((e.photos[0] for e in ticket.events if e.photos), None),
             )
         )
     return rendered
@@ -305,6 +306,7 @@ class NewRequest:
     grid_code: str
     reporter_id: str
     reporter_name: str
+    media_url: str | None = None
 
 
 async def _read_fields(request: Request) -> dict[str, str]:
@@ -379,9 +381,13 @@ def _validate(fields: dict[str, str]) -> NewRequest:
         problems.append(
             f"account_id, phone or email is too long: at most {MAX_REPORTER_CHARS - REPORTER_PREFIX_CHARS} characters"
         )
+    media_url = value.get("media_url") or None
+    if media_url and not media_url.startswith(("http://", "https://")):
+        problems.append("media_url must be an http(s) URL of the photo")
     if problems or category is None:
         raise Refusal(400, *problems)
     return NewRequest(
+        media_url=media_url,
         category=category.name,
         description=description,
         address=address,
@@ -402,7 +408,8 @@ def _file(factory: sessionmaker[Session], new: NewRequest) -> CreatedOut:
                 reporter_name=new.reporter_name,
                 description=new.description,
                 location=new.address,
-                category_hint=new.category,
+                category=new.category,
+                photos=[new.media_url] if new.media_url else None,
             )
             ticket = filing.ticket
             grid = session.get(Grid, ticket.grid_code)

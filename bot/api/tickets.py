@@ -36,6 +36,7 @@ class EventOut(BaseModel):
     actor_id: str
     actor_role: str
     note: str | None
+    photos: list[str] | None
     created_at: datetime
 
 
@@ -79,6 +80,9 @@ class ActionIn(BaseModel):
     target: str | None = Field(default=None, description="Worker (transfer, dispatch), department (escalate) or ticket (merge).")
     colour: Literal["red", "yellow", "blue"] | None = None
     deadline_at: datetime | None = None
+    photos: list[Annotated[str, Field(min_length=1, max_length=512)]] = Field(
+        default_factory=list, max_length=9, description="With resolve: references (URLs or media ids) to photos of the result."
+    )
 
 
 def _out(ticket: Ticket, detail: bool = False) -> TicketOut:
@@ -164,6 +168,8 @@ def _actor(service: TicketService, body: ActionIn) -> Actor:
 
 
 def _apply(service: TicketService, number: str, actor: Actor, body: ActionIn) -> Ticket:
+    if body.photos and body.action != "resolve":
+        raise HTTPException(422, "photos are recorded with resolve (the result); reports bring theirs when filed")
     match body.action:
         case "dispatch":
             return service.dispatch(number, actor, body.target)
@@ -176,7 +182,7 @@ def _apply(service: TicketService, number: str, actor: Actor, body: ActionIn) ->
         case "return":
             return service.return_ticket(number, actor, body.note)
         case "resolve":
-            return service.resolve(number, actor, _needs(body.note or None, "note (the result)"))
+            return service.resolve(number, actor, _needs(body.note or None, "note (the result)"), photos=body.photos)
         case "review" | "reject":
             return service.review(number, actor, approve=body.action == "review", note=body.note)
         case "cancel":
