@@ -7,7 +7,6 @@ from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from actions.context import Speaker, deliver, speaker
@@ -15,15 +14,8 @@ from actions.format import run_messages
 from actions.runtime import in_transaction, services
 from bot.texts import text as t
 from grid.clock import LOCAL_TZ
-from grid.geography import ChatGroup, Region, on_duty_worker, region_chain
+from grid.geography import ChatGroup, asker_regions, on_duty_worker
 from storage.base import utcnow
-
-
-def _regions(session: Session, group: ChatGroup | None) -> list[str]:
-    """The asker's community, street and district; a private asker only gets district-wide answers."""
-    if group is not None:
-        return region_chain(session, group.grid_code)
-    return list(session.scalars(select(Region.code).where(Region.level == "district")))
 
 
 class ActionAnswerPolicy(Action):
@@ -40,7 +32,7 @@ class ActionAnswerPolicy(Action):
     def _answer(self, session: Session, who: Speaker, question: str) -> list[dict[str, Any]]:
         group = session.get(ChatGroup, who.group_id) if who.group_id else None
         today: date = utcnow().astimezone(LOCAL_TZ).date()
-        found = services().knowledge.answer(session, question, _regions(session, group), today)
+        found = services().knowledge.answer(session, question, asker_regions(session, who.group_id), today)
         if found is not None:
             return [{"text": t("policy.answer", answer=found.entry.answer, citation=found.entry.citation())}]
         worker = on_duty_worker(session, group.grid_code) if group else None

@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from actions.runtime import ActionServices, configure
 from bot.api import actions as actions_api
+from bot.api import knowledge as knowledge_api
 from bot.api import local as local_api
 from bot.api import open311 as open311_api
 from bot.api import stats as stats_api
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tickets_api.router)
     app.include_router(stats_api.router)
     app.include_router(open311_api.router)
+    app.include_router(knowledge_api.router)
 
     @app.exception_handler(OperationalError)
     async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:

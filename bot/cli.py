@@ -61,6 +61,36 @@ def kb_import(path: Path, updated_by: str = typer.Option("cli", help="Recorded a
     console.print(f"created {created}, updated {updated}")
 
 
+@kb_app.command("search")
+def kb_search(
+    query: str,
+    group: str | None = typer.Option(None, help="Ask as in this group (its community and street entries too)."),
+    top_k: int = typer.Option(5, min=1, max=20),
+) -> None:
+    """Hit test: what the bot would answer, and the ranked candidates with their scores."""
+    from rich.table import Table
+
+    from grid.clock import LOCAL_TZ
+    from grid.geography import asker_regions
+    from knowledge.base import KnowledgeBase
+    from knowledge.hit_test import hit_test
+    from storage.base import utcnow
+
+    engine = make_engine(get_settings().database_url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            today = utcnow().astimezone(LOCAL_TZ).date()
+            result = hit_test(KnowledgeBase(), session, query, asker_regions(session, group), today, top_k)
+    finally:
+        engine.dispose()
+    table = Table(title=f"{query} → {'answered' if result.answered else 'handed to the grid worker'}")
+    for column in ("score", "entry", "title", "source"):
+        table.add_column(column)
+    for hit in result.hits:
+        table.add_row(f"{hit.score:.3f}", hit.external_id, hit.title, hit.source["office"] or hit.source["document"] or "")
+    console.print(table)
+
+
 @nlu_app.command("test")
 def nlu_test(
     cross_validation: bool = typer.Option(False, "--cross-validation", help="Also run k-fold cross-validation."),

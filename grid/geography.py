@@ -103,3 +103,12 @@ def community_lead(session: Session, grid_code: str) -> Worker | None:
         .order_by(Worker.id)
     )
     return session.scalars(query).first()
+
+
+def asker_regions(session: Session, group_id: str | None) -> list[str]:
+    """The regions whose entries may answer someone: a group's community, street and district; a private
+    asker (no group, so no grid) only gets district-wide answers."""
+    group = session.get(ChatGroup, group_id) if group_id else None
+    if group is not None:
+        return region_chain(session, group.grid_code)
+    return list(session.scalars(select(Region.code).where(Region.level == "district")))
