@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session
 from actions.context import Speaker, deliver, deliver_message, entity, speaker
 from actions.format import run_messages
 from actions.runtime import in_transaction, services
-from bot.texts import colour_name, error_text, local_time, status_name
+from bot.texts import error_text, local_time, status_name
 from bot.texts import text as t
-from bot.ticket_notices import notices_for
-from grid.geography import ChatGroup, Worker
+from bot.ticket_notices import new_ticket_text, notices_for
+from grid.geography import Worker
 from grid.ratings import Rating, parse_rating
 from grid.service import TicketService
 from grid.workflow import TicketError
@@ -125,15 +125,7 @@ class ActionSubmitTicket(Action):
         if filing.duplicate:
             return [{"text": t("tickets.duplicate", **common, status_name=status_name(ticket.status))}]
         worker = session.get(Worker, ticket.assignee_id) if ticket.assignee_id else None
-        group = session.get(ChatGroup, ticket.group_id)
-        notice = t(
-            "tickets.worker_new",
-            **common,
-            colour_name=colour_name(ticket.colour),
-            description=ticket.description,
-            reporter_name=ticket.reporter_name,
-            group_name=group.name if group else "",
-        )
+        notice = new_ticket_text(ticket, session)
         messages: Messages = [
             {"text": t("tickets.filed", **common, worker_name=worker.name) if worker else t("tickets.filed_no_worker", **common)}
         ]

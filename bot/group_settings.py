@@ -39,6 +39,10 @@ class GroupPolicy:
     quiet_start: dtime | None = None
     quiet_end: dtime | None = None
 
+    def strip_prefix(self, text: str) -> str | None:
+        """The text after the trigger prefix that starts it, or None when no prefix of this group does."""
+        return next((text[len(p) :].strip() for p in self.prefixes if text.startswith(p)), None)
+
     def is_quiet(self, local_now: datetime) -> bool:
         """Inside quiet hours the bot speaks only when asked; a window may wrap past midnight (22:00–07:00)."""
         if self.quiet_start is None or self.quiet_end is None or self.quiet_start == self.quiet_end:

@@ -81,11 +81,7 @@ class MessageRouter:
         """The text after a trigger prefix of this group, or None when no prefix starts it."""
         if message.group_id is None:
             return None
-        text = normalise(message.text, self.settings.bot_name)
-        for prefix in (await self._policy(message.group_id)).prefixes:
-            if text.startswith(prefix):
-                return text[len(prefix) :].strip()
-        return None
+        return (await self._policy(message.group_id)).strip_prefix(normalise(message.text, self.settings.bot_name))
 
     async def _route(self, message: IncomingMessage) -> list[OutgoingMessage]:
         text = normalise(message.text, self.settings.bot_name)
@@ -98,7 +94,7 @@ class MessageRouter:
         else:
             assert message.group_id is not None
             policy = await self._policy(message.group_id)
-            stripped = next((text[len(p) :].strip() for p in policy.prefixes if text.startswith(p)), None)
+            stripped = policy.strip_prefix(text)
             rasa_text = stripped or text
             if not (message.mentions_bot or stripped is not None):
                 awaiting = await self.expectations.awaiting(conv)

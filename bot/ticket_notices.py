@@ -15,7 +15,8 @@ from grid.geography import ChatGroup, Worker, community_lead
 from grid.tickets import Ticket
 
 
-def _new_ticket_for(ticket: Ticket, session: Session, template: str, **extra: object) -> str:
+def new_ticket_text(ticket: Ticket, session: Session, template: str = "tickets.worker_new", **extra: object) -> str:
+    """A ticket as its new handler reads it: number, colour, category, place, what was said, by whom, deadline."""
     group = session.get(ChatGroup, ticket.group_id) if ticket.group_id else None
     return t(
         template,
@@ -39,15 +40,15 @@ def notices_for(session: Session, ticket: Ticket, action: str, actor_id: str, no
         return _resolved(ticket, ticket.result or note)
     if action in ("transfer", "dispatch") and ticket.assignee_id and ticket.assignee_id != actor_id:
         if action == "transfer":
-            text = _new_ticket_for(ticket, session, "tickets.transferred_to_you", from_name=actor_name)
+            text = new_ticket_text(ticket, session, "tickets.transferred_to_you", from_name=actor_name)
         else:
-            text = _new_ticket_for(ticket, session, "tickets.worker_new")
+            text = new_ticket_text(ticket, session)
         return [OutgoingMessage(TargetType.CONTACT, ticket.assignee_id, text)]
     if action == "return":
         lead = community_lead(session, ticket.grid_code)
         if lead is None:
             return []
-        text = _new_ticket_for(ticket, session, "tickets.returned_to_lead", worker_name=actor_name, reason=note or "-")
+        text = new_ticket_text(ticket, session, "tickets.returned_to_lead", worker_name=actor_name, reason=note or "-")
         return [OutgoingMessage(TargetType.CONTACT, lead.id, text)]
     return []
 

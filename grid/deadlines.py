@@ -85,7 +85,7 @@ def _require_aware(now: datetime) -> None:
 
 
 def _open() -> ColumnElement[bool]:
-    return Ticket.status.in_([s.value for s in OPEN_STATUSES])
+    return Ticket.status_in(OPEN_STATUSES)
 
 
 def due_kind(ticket: Ticket, now: datetime) -> NoticeKind | None:

@@ -45,6 +45,11 @@ class Filing:
     notify: list[Worker] = field(default_factory=list)  # besides the assignee: the lead for red tickets
 
 
+def _towards(target: str, reason: str) -> str:
+    """History note of a hand-over: to whom, and why when a reason was given."""
+    return f"→ {target}：{reason}" if reason else f"→ {target}"
+
+
 def _same_place(a: str, b: str) -> bool:
     a, b = a.replace(" ", ""), b.replace(" ", "")
     return bool(a) and bool(b) and (a in b or b in a)
@@ -88,7 +93,7 @@ class TicketService:
         now = utcnow()
         existing = self._open_duplicate(grid_code, kind.name, location, now - duplicate_window)
         if existing is not None:
-            if existing.reporter_id != reporter_id and all(r.reporter_id != reporter_id for r in existing.co_reporters):
+            if not existing.reported_by(reporter_id):
                 existing.co_reporters.append(
                     TicketReporter(
                         reporter_id=reporter_id,
@@ -140,7 +145,7 @@ class TicketService:
             Ticket.grid_code == grid_code,
             Ticket.category == category,
             Ticket.created_at >= since,
-            Ticket.status.in_([s.value for s in OPEN_STATUSES]),
+            Ticket.status_in(OPEN_STATUSES),
         )
         return next((t for t in self.session.scalars(query.order_by(Ticket.id)) if _same_place(t.location, location)), None)
 
@@ -163,14 +168,17 @@ class TicketService:
         """A worker's open tickets, oldest deadline first: the order to work them in."""
         query = (
             select(Ticket)
-            .where(Ticket.assignee_id == worker_id, Ticket.status.in_([s.value for s in OPEN_STATUSES]))
+            .where(Ticket.assignee_id == worker_id, Ticket.status_in(OPEN_STATUSES))
             .order_by(Ticket.deadline_at, Ticket.id)
         )
         return list(self.session.scalars(query))
 
     def open_tickets_of(self, reporter_id: str) -> list[Ticket]:
-        statuses = [s.value for s in OPEN_STATUSES | WAITING_FOR_RESIDENT]
-        query = select(Ticket).where(Ticket.reporter_id == reporter_id, Ticket.status.in_(statuses)).order_by(Ticket.id.desc())
+        query = (
+            select(Ticket)
+            .where(Ticket.reporter_id == reporter_id, Ticket.status_in(OPEN_STATUSES | WAITING_FOR_RESIDENT))
+            .order_by(Ticket.id.desc())
+        )
         return list(self.session.scalars(query))
 
     def worker(self, worker_id: str) -> Worker | None:
@@ -217,7 +225,7 @@ class TicketService:
             raise TicketError("unknown_worker", worker=target_key)
         if target.id == ticket.assignee_id:
             raise TicketError("same_worker", number=ticket.number)
-        ticket.apply("transfer", actor.id, actor.role, note=f"→ {target.id}：{reason}" if reason else f"→ {target.id}")
+        ticket.apply("transfer", actor.id, actor.role, note=_towards(target.id, reason))
         ticket.assignee_id, ticket.grid_code = target.id, target.grid_code
         return self._save(ticket)
 
@@ -228,9 +236,7 @@ class TicketService:
         department = self.find_department(department_key)
         if department is None:
             raise TicketError("unknown_department", department=department_key)
-        ticket.apply(
-            "escalate", actor.id, actor.role, note=f"→ {department.code}：{reason}" if reason else f"→ {department.code}"
-        )
+        ticket.apply("escalate", actor.id, actor.role, note=_towards(department.code, reason))
         ticket.department_code = department.code
         return self._save(ticket)
 
@@ -267,8 +273,7 @@ class TicketService:
 
     def awaiting_rating(self, reporter_id: str, group_id: str | None) -> Ticket | None:
         """The reporter's most recently resolved ticket, in this group when the rating comes from one."""
-        statuses = [s.value for s in WAITING_FOR_RESIDENT]
-        query = select(Ticket).where(Ticket.reporter_id == reporter_id, Ticket.status.in_(statuses))
+        query = select(Ticket).where(Ticket.reporter_id == reporter_id, Ticket.status_in(WAITING_FOR_RESIDENT))
         if group_id:
             query = query.where(Ticket.group_id == group_id)
         return self.session.scalar(query.order_by(Ticket.resolved_at.desc(), Ticket.id.desc()).limit(1))
@@ -291,14 +296,14 @@ class TicketService:
         """The resident's 催办 on a named ticket or their latest open one; recorded, the status stays."""
         if number:
             ticket = self.get(number)
-            if ticket.reporter_id != reporter_id and all(r.reporter_id != reporter_id for r in ticket.co_reporters):
+            if not ticket.reported_by(reporter_id):
                 raise TicketError("not_reporter", number=ticket.number)
         else:
-            query = select(Ticket).where(Ticket.reporter_id == reporter_id, Ticket.status.in_([s.value for s in OPEN_STATUSES]))
+            query = select(Ticket).where(Ticket.reporter_id == reporter_id, Ticket.status_in(OPEN_STATUSES))
             ticket = self.session.scalars(query.order_by(Ticket.id.desc()).limit(1)).first()
             if ticket is None:
                 raise TicketError("nothing_to_urge")
-        if Status(ticket.status) not in OPEN_STATUSES:
+        if not ticket.is_open:
             raise TicketError("invalid_transition", action="urge", status=ticket.status)
         ticket.record("urge", reporter_id, Role.RESIDENT)
         return self._save(ticket)

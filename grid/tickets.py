@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, ColumnElement, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.orm.attributes import flag_modified
 
-from grid.workflow import Role, Status, check_transition
+from grid.workflow import OPEN_STATUSES, Role, Status, check_transition
 from storage.base import Base, utcnow
 from storage.types import UTCDateTime
 
@@ -48,6 +49,19 @@ class Ticket(Base):
     co_reporters: Mapped[list[TicketReporter]] = relationship(order_by="TicketReporter.id", cascade="all, delete-orphan")
 
     __mapper_args__ = {"version_id_col": version_id}  # noqa: RUF012
+
+    @classmethod
+    def status_in(cls, statuses: Iterable[Status]) -> ColumnElement[bool]:
+        """SQL filter on a set of statuses (OPEN_STATUSES, WAITING_FOR_RESIDENT…)."""
+        return cls.status.in_(sorted(s.value for s in statuses))
+
+    @property
+    def is_open(self) -> bool:
+        return Status(self.status) in OPEN_STATUSES
+
+    def reported_by(self, person_id: str) -> bool:
+        """The first reporter or a co-reporter: both may follow the ticket up."""
+        return self.reporter_id == person_id or any(r.reporter_id == person_id for r in self.co_reporters)
 
     def apply(
         self, action: str, actor_id: str, role: Role, note: str | None = None, photos: list[str] | None = None

@@ -88,7 +88,7 @@ class ActionIn(BaseModel):
 def _out(ticket: Ticket, detail: bool = False) -> TicketOut:
     now = utcnow()
     values = {name: getattr(ticket, name) for name in TicketOut.model_fields if name != "overdue"}
-    overdue = ticket.status in {s.value for s in OPEN_STATUSES} and ticket.deadline_at < now
+    overdue = ticket.is_open and ticket.deadline_at < now
     if not detail:
         return TicketOut(**values, overdue=overdue)
     events = [EventOut.model_validate(e, from_attributes=True) for e in ticket.events]
@@ -125,7 +125,7 @@ async def list_tickets(
         if value is not None:
             query = query.where(column == value)
     if overdue is not None:
-        late = Ticket.status.in_([s.value for s in OPEN_STATUSES]) & (Ticket.deadline_at < utcnow())
+        late = Ticket.status_in(OPEN_STATUSES) & (Ticket.deadline_at < utcnow())
         query = query.where(late if overdue else ~late)
     with unit_of_work(services.session_factory) as session:
         return [_out(t) for t in session.scalars(query.limit(limit).offset(offset))]
