@@ -1,5 +1,5 @@
 # The two commands of README.md: `make run` and `make test`.
-.PHONY: setup run test lint model bench bench-nlu
+.PHONY: setup run test lint model bench bench-nlu bench-kb bench-notices
 
 setup:
 	@bash scripts/setup.sh
@@ -21,3 +21,9 @@ bench: setup model
 
 bench-nlu: setup model
 	@.venv/bin/python bench/nlu_quality.py
+
+bench-kb: setup
+	@.venv/bin/python bench/kb_search.py
+
+bench-notices: setup
+	@.venv/bin/python bench/notice_fanout.py

@@ -1,21 +1,33 @@
-"""ask_policy: answer from the knowledge base with its source, or hand the question to the grid worker."""
+"""ask_policy: answer from the knowledge base with its source, or hand the question to the grid worker.
+
+A handed-off question becomes a 咨询 ticket for the grid's worker, so it has a deadline and the
+resident hears the worker's answer when the ticket is resolved, like any report. A resident who says a
+knowledge-base answer did not help (answer_unhelpful) gets the same hand-off, and admins see both kinds
+of question in the unanswered list.
+"""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy.orm import Session
 
-from actions.context import Speaker, deliver, speaker
+from actions.context import Speaker, deliver_message, speaker
 from actions.format import run_messages
 from actions.runtime import in_transaction, services
 from bot.texts import text as t
+from bot.ticket_notices import filing_notices
 from grid.clock import LOCAL_TZ
-from grid.geography import ChatGroup, asker_regions, on_duty_worker
+from grid.geography import ChatGroup, Worker, asker_regions
+from grid.service import TicketService
+from knowledge.questions import AskedQuestion, last_answer_to
 from storage.base import utcnow
+
+CONSULT_CATEGORY = "咨询"
+Messages = list[dict[str, Any]]
 
 
 class ActionAnswerPolicy(Action):
@@ -25,23 +37,66 @@ class ActionAnswerPolicy(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
         who = speaker(tracker)
         question = (tracker.latest_message or {}).get("text") or ""
-        messages = await in_transaction(lambda session: self._answer(session, who, question))
-        run_messages(dispatcher, messages)
+        run_messages(dispatcher, await in_transaction(lambda session: self._answer(session, who, question)))
         return []
 
-    def _answer(self, session: Session, who: Speaker, question: str) -> list[dict[str, Any]]:
-        group = session.get(ChatGroup, who.group_id) if who.group_id else None
+    def _answer(self, session: Session, who: Speaker, question: str) -> Messages:
         today: date = utcnow().astimezone(LOCAL_TZ).date()
         found = services().knowledge.answer(session, question, asker_regions(session, who.group_id), today)
-        if found is not None:
-            return [{"text": t("policy.answer", answer=found.entry.answer, citation=found.entry.citation())}]
-        worker = on_duty_worker(session, group.grid_code) if group else None
-        if worker is None:
-            return [{"text": t("policy.handoff_resident_no_worker")}]
-        notice = t(
-            "policy.handoff_worker", group_name=group.name if group else "", reporter_name=who.sender_name, question=question
+        asked = AskedQuestion(
+            group_id=who.group_id,
+            asker_id=who.sender_id,
+            asker_name=who.sender_name,
+            question=question,
+            answered=found is not None,
+            entry_id=found.entry.id if found else None,
+            entry_external_id=found.entry.external_id if found else None,
+            score=round(found.score, 4) if found else None,
         )
-        return [
-            {"text": t("policy.handoff_resident", worker_name=worker.name)},
-            {"json_message": deliver("contact", worker.id, notice)},
-        ]
+        session.add(asked)
+        if found is not None:
+            answer = t("policy.answer", answer=found.entry.answer, citation=found.entry.citation())
+            # The router listens for this resident's "没用" for a while after an answer.
+            return [{"text": answer}, {"json_message": {"expect": "feedback"}}]
+        return hand_off(session, who, asked, question, "policy.handoff_resident")
+
+
+class ActionAnswerUnhelpful(Action):
+    def name(self) -> str:
+        return "action_answer_unhelpful"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
+        who = speaker(tracker)
+        run_messages(dispatcher, await in_transaction(lambda session: self._unhelpful(session, who)))
+        return []
+
+    def _unhelpful(self, session: Session, who: Speaker) -> Messages:
+        asked = last_answer_to(session, who.sender_id, who.group_id)
+        if asked is None:
+            return [{"text": t("policy.unhelpful_nothing")}]
+        asked.feedback, asked.feedback_at = "unhelpful", utcnow()
+        description = t("policy.unhelpful_description", question=asked.question, entry=asked.entry_external_id or "")
+        return hand_off(session, who, asked, description, "policy.unhelpful_ack")
+
+
+def hand_off(session: Session, who: Speaker, asked: AskedQuestion, description: str, template: str) -> Messages:
+    """File a 咨询 ticket for the group's worker; without a group (a private asker) only record the question."""
+    group = session.get(ChatGroup, who.group_id) if who.group_id else None
+    if group is None:
+        return [{"text": t("policy.handoff_resident_no_worker")}]
+    filing = TicketService(session).file_report(
+        group_id=group.id,
+        reporter_id=who.sender_id,
+        reporter_name=who.sender_name,
+        description=description,
+        location=group.name,
+        category=CONSULT_CATEGORY,
+        duplicate_window=timedelta(0),  # two residents' questions are two questions
+    )
+    asked.ticket_number = filing.ticket.number
+    worker = session.get(Worker, filing.ticket.assignee_id) if filing.ticket.assignee_id else None
+    reply = (
+        t(template, worker_name=worker.name, number=filing.ticket.number) if worker else t("policy.handoff_resident_no_worker")
+    )
+    notices = filing_notices(session, filing, "tickets.worker_consult")
+    return [{"text": reply}, *({"json_message": deliver_message(notice)} for notice in notices)]

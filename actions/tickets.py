@@ -16,7 +16,7 @@ from actions.format import run_messages
 from actions.runtime import in_transaction, services
 from bot.texts import error_text, local_time, status_name
 from bot.texts import text as t
-from bot.ticket_notices import new_ticket_text, notices_for
+from bot.ticket_notices import filing_notices, notices_for
 from grid.geography import Worker
 from grid.ratings import Rating, parse_rating
 from grid.service import TicketService
@@ -125,14 +125,10 @@ class ActionSubmitTicket(Action):
         if filing.duplicate:
             return [{"text": t("tickets.duplicate", **common, status_name=status_name(ticket.status))}]
         worker = session.get(Worker, ticket.assignee_id) if ticket.assignee_id else None
-        notice = new_ticket_text(ticket, session)
         messages: Messages = [
             {"text": t("tickets.filed", **common, worker_name=worker.name) if worker else t("tickets.filed_no_worker", **common)}
         ]
-        if worker is not None:
-            messages.append({"json_message": deliver("contact", worker.id, notice)})
-        for person in filing.notify:  # the community lead: red tickets, or nobody on duty in the grid
-            messages.append({"json_message": deliver("contact", person.id, t("tickets.lead_copy", notice=notice))})
+        messages.extend({"json_message": deliver_message(notice)} for notice in filing_notices(session, filing))
         return messages
 
 

@@ -16,11 +16,14 @@ from sqlalchemy.exc import OperationalError
 from actions.runtime import ActionServices, configure
 from bot.api import actions as actions_api
 from bot.api import knowledge as knowledge_api
+from bot.api import knowledge_admin as knowledge_admin_api
 from bot.api import local as local_api
+from bot.api import notices as notices_api
 from bot.api import open311 as open311_api
 from bot.api import stats as stats_api
 from bot.api import tickets as tickets_api
 from bot.jobs import default_jobs, run_forever
+from bot.notices.service import NoticeService
 from bot.outbox_job import aclose_http
 from bot.runtime import Services, build_services
 from bot.settings import Settings, get_settings
@@ -38,9 +41,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure(ActionServices(services.session_factory, services.knowledge, duplicate_window=window))
         app.state.services = services
         jobs = [asyncio.create_task(run_forever(job, services)) for job in default_jobs(services)]
+        app.state.notices = notices = NoticeService(settings, services.session_factory, [services.webchat])
+        await notices.start()
         try:
             yield
         finally:
+            await notices.stop()
             for task in jobs:
                 task.cancel()
             for task in jobs:
@@ -56,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stats_api.router)
     app.include_router(open311_api.router)
     app.include_router(knowledge_api.router)
+    app.include_router(knowledge_admin_api.router)
+    app.include_router(notices_api.router)
 
     @app.exception_handler(OperationalError)
     async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Annotated
 
 import typer
 import uvicorn
 from rich.console import Console
 
+from bot.notices.cli import group_tags, notice_app
+from bot.notices.cli import worker as notice_worker
 from bot.settings import get_settings
 from storage.engine import make_engine, make_session_factory, unit_of_work
 from storage.migrate import upgrade
@@ -24,6 +27,9 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(kb_app, name="kb")
 app.add_typer(nlu_app, name="nlu")
 app.add_typer(group_app, name="group")
+app.add_typer(notice_app, name="notice")
+app.command("worker")(notice_worker)
+group_app.command("tags")(group_tags)
 console = Console()
 
 
@@ -32,18 +38,6 @@ def db_upgrade() -> None:
     """Apply all migrations to DATABASE_URL (SQLite under var/ by default)."""
     upgrade(get_settings().database_url)
     console.print("[green]database is up to date[/green]")
-
-
-def _import_entries(path: Path, updated_by: str) -> tuple[int, int]:
-    from knowledge.loader import read_yaml, upsert_entries
-
-    entries = read_yaml(path)
-    engine = make_engine(get_settings().database_url)
-    try:
-        with unit_of_work(make_session_factory(engine)) as session:
-            return upsert_entries(session, entries, updated_by)
-    finally:
-        engine.dispose()
 
 
 @demo_app.command("load")
@@ -55,10 +49,69 @@ def demo_load() -> None:
 
 
 @kb_app.command("import")
-def kb_import(path: Path, updated_by: str = typer.Option("cli", help="Recorded as the editor.")) -> None:
-    """Import knowledge entries from a YAML file (upsert by external_id)."""
-    created, updated = _import_entries(path, updated_by)
-    console.print(f"created {created}, updated {updated}")
+def kb_import(
+    path: Path,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and count, write nothing."),
+    updated_by: str = typer.Option("cli", help="Recorded as the editor."),
+) -> None:
+    """Import entries from .yml/.yaml, .csv or .xlsx (upsert by external_id): every row is validated first, then
+    all are written or none; exits 1 listing each bad row."""
+    from collections.abc import Sequence
+    from typing import NoReturn
+
+    from knowledge.admin import AdminError, KnowledgeAdmin
+    from knowledge.formats import MAX_FILE_BYTES, FileRejected, format_for
+    from knowledge.loader import RowError
+
+    def refuse(message: str, errors: Sequence[RowError] = ()) -> NoReturn:
+        for error in errors:
+            where = f"row {error.row}" if error.row is not None else "file"
+            console.print(f"{where}{f', {error.field}' if error.field else ''}: {error.reason}", style="red", markup=False)
+        console.print(message, style="red", markup=False)
+        raise typer.Exit(1)
+
+    try:
+        fmt = format_for(path)
+        if not path.is_file():
+            refuse(f"no such file: {path}")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            refuse(f"{path} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+        content = path.read_bytes()
+        engine = make_engine(get_settings().database_url)
+        try:
+            with unit_of_work(make_session_factory(engine)) as session:
+                report = KnowledgeAdmin(session).import_file(content, fmt, updated_by, dry_run=dry_run)
+        finally:
+            engine.dispose()
+    except FileRejected as err:
+        refuse(f"{path}: {err.message}")
+    except AdminError as err:
+        refuse(err.message, err.errors)
+    console.print(f"{path.name}: {report.summary()}{' (dry run: nothing written)' if dry_run else ''}")
+
+
+@kb_app.command("export")
+def kb_export(
+    path: Path,
+    format: str | None = typer.Option(None, "--format", help="yaml, csv or xlsx; default: from the file name."),
+) -> None:
+    """Write every entry to a file that `kb import` reads back without changing anything."""
+    from knowledge.admin import KnowledgeAdmin
+    from knowledge.formats import FileRejected, format_for
+
+    try:
+        fmt = format_for(path, format)
+    except FileRejected as err:
+        console.print(err.message, style="red", markup=False)
+        raise typer.Exit(1) from None
+    engine = make_engine(get_settings().database_url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            content = KnowledgeAdmin(session).export(fmt)
+    finally:
+        engine.dispose()
+    path.write_bytes(content)
+    console.print(f"exported to {path} ({fmt.value}, {len(content)} bytes)")
 
 
 @kb_app.command("search")
@@ -70,9 +123,9 @@ def kb_search(
     """Hit test: what the bot would answer, and the ranked candidates with their scores."""
     from rich.table import Table
 
+    from bot.runtime import build_knowledge_base
     from grid.clock import LOCAL_TZ
     from grid.geography import asker_regions
-    from knowledge.base import KnowledgeBase
     from knowledge.hit_test import hit_test
     from storage.base import utcnow
 
@@ -80,14 +133,79 @@ def kb_search(
     try:
         with unit_of_work(make_session_factory(engine)) as session:
             today = utcnow().astimezone(LOCAL_TZ).date()
-            result = hit_test(KnowledgeBase(), session, query, asker_regions(session, group), today, top_k)
+            kb = build_knowledge_base(get_settings())
+            result = hit_test(kb, session, query, asker_regions(session, group), today, top_k)
     finally:
         engine.dispose()
-    table = Table(title=f"{query} → {'answered' if result.answered else 'handed to the grid worker'}")
-    for column in ("score", "entry", "title", "source"):
+    verdict = "answered" if result.answered else "handed to the grid worker"
+    table = Table(title=f"{query} → {verdict} [{result.mode}]")
+    for column in ("score", "lexical", "dense", "entry", "matched phrasing", "source"):
         table.add_column(column)
     for hit in result.hits:
-        table.add_row(f"{hit.score:.3f}", hit.external_id, hit.title, hit.source["office"] or hit.source["document"] or "")
+        dense = f"{hit.dense:.3f}" if hit.dense is not None else "-"
+        source = hit.source["office"] or hit.source["document"] or ""
+        table.add_row(f"{hit.score:.3f}", f"{hit.lexical:.3f}", dense, hit.external_id, hit.matched, source)
+    console.print(table)
+
+
+@kb_app.command("calibrate")
+def kb_calibrate(
+    questions: Annotated[Path | None, typer.Option(help="Labelled questions (YAML); default: the sample set.")] = None,
+    max_wrong: float = typer.Option(0.02, min=0.0, max=1.0, help="Highest wrong-answer rate the thresholds may give."),
+) -> None:
+    """Calibrate and store the answer thresholds of the configured embedding model (and of lexical-only)."""
+    from bot.runtime import build_knowledge_base
+    from grid.clock import LOCAL_TZ
+    from knowledge.answer_policy import store_policy
+    from knowledge.base import KnowledgeBase
+    from knowledge.calibration import CALIBRATION_QUESTIONS, calibrate, read_questions
+    from storage.base import utcnow
+
+    labelled = read_questions(questions or CALIBRATION_QUESTIONS)
+    engine = make_engine(get_settings().database_url)
+    try:
+        for kb in (KnowledgeBase(), build_knowledge_base(get_settings())):
+            if kb.embedder is None and kb.model_name != "lexical":
+                continue
+            with unit_of_work(make_session_factory(engine)) as session:
+                policy, outcome = calibrate(kb, session, labelled, utcnow().astimezone(LOCAL_TZ).date(), max_wrong)
+                store_policy(session, policy, outcome.total, outcome.correct_rate, outcome.wrong_rate)
+            dense = f", dense ≥ {policy.dense_threshold} (floor {policy.dense_floor})" if policy.dense_threshold else ""
+            console.print(
+                f"[bold]{kb.mode}[/bold]: lexical ≥ {policy.lexical_threshold}{dense}, margin {policy.margin}, "
+                f"{policy.combine}; on {outcome.total} questions: {outcome.correct_rate:.1%} answered correctly, "
+                f"{outcome.wrong_rate:.1%} wrongly, top-1 {outcome.top1_accuracy:.3f}"
+            )
+    finally:
+        engine.dispose()
+
+
+@kb_app.command("questions")
+def kb_questions(
+    kind: str = typer.Argument("unanswered", help="unanswered | unhelpful"),
+    limit: int = typer.Option(50, min=1),
+) -> None:
+    """Questions to turn into entries: those handed to workers, or answers residents said did not help."""
+    from rich.table import Table
+
+    from grid.clock import LOCAL_TZ
+    from knowledge.questions import needing_entries
+
+    if kind not in ("unanswered", "unhelpful"):
+        raise typer.BadParameter("kind is unanswered or unhelpful")
+    engine = make_engine(get_settings().database_url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            rows = needing_entries(session, kind, limit)  # type: ignore[arg-type]
+            table = Table(title=f"{len(rows)} {kind} question(s)")
+            for column in ("id", "asked", "group", "question", "entry", "ticket"):
+                table.add_column(column)
+            for row in rows:
+                asked = f"{row.asked_at.astimezone(LOCAL_TZ):%m-%d %H:%M}"
+                table.add_row(str(row.id), asked, row.group_id or "-", row.question, row.entry_external_id or "-",
+                              row.ticket_number or "-")  # fmt: skip
+    finally:
+        engine.dispose()
     console.print(table)
 
 

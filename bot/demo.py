@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.runtime import build_knowledge_base
+from bot.settings import get_settings
+from grid.clock import LOCAL_TZ
 from grid.demo import load_geography
+from knowledge.base import KnowledgeBase
+from knowledge.calibration import ensure_calibrated
 from knowledge.loader import read_yaml, upsert_entries
+from storage.base import utcnow
 from storage.engine import make_engine, make_session_factory, unit_of_work
 from storage.migrate import upgrade
 
@@ -20,6 +26,11 @@ def load_demo(database_url: str, updated_by: str = "demo") -> dict[str, int]:
         with unit_of_work(make_session_factory(engine)) as session:
             counts = load_geography(session)
             created, updated = upsert_entries(session, read_yaml(DEMO_ENTRIES), updated_by)
+        with unit_of_work(make_session_factory(engine)) as session:
+            # Answer thresholds for the sample knowledge base, lexical-only and with the configured model.
+            today = utcnow().astimezone(LOCAL_TZ).date()
+            for kb in (KnowledgeBase(), build_knowledge_base(get_settings())):
+                ensure_calibrated(session, kb, today)
     finally:
         engine.dispose()
     return {**counts, "knowledge_created": created, "knowledge_updated": updated}

@@ -1,4 +1,4 @@
-"""Who the bot is waiting to hear from, and for what: a location for a report form, or a rating.
+"""Who the bot is waiting to hear from, and for what: a location for a report form, a rating, or feedback.
 
 Groups are noisy, so an unaddressed message is normally ignored; an expected reply is not. Kept in Redis
 when configured (shared by all app processes), in memory otherwise. A dead Redis degrades to "not
@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 class Awaiting(StrEnum):
     FORM = "form"  # Rasa has an active form asking this person something
     RATING = "rating"  # a worker resolved this person's ticket; the bot asked for a rating
+    FEEDBACK = "feedback"  # the bot answered from the knowledge base; "没用" refers to that answer
 
 
 class Expectations(Protocol):

@@ -117,7 +117,8 @@ class MessageRouter:
 
     async def worth_answering(self, text: str, awaiting: Awaiting | None, policy: GroupPolicy) -> bool:
         """An unaddressed group message: the reply the bot waits for (unless chatter), or a confident request."""
-        if awaiting is None and policy.is_quiet(self.clock()):
+        quiet = policy.is_quiet(self.clock())
+        if awaiting is None and quiet:
             return False
         intent = (await self.rasa.parse(text)).get("intent") or {}
         name, confidence = intent.get("name"), intent.get("confidence", 0.0)
@@ -125,7 +126,9 @@ class MessageRouter:
             return name == "rate_service"
         if awaiting is Awaiting.FORM:
             return name not in self.settings.chatter_intents
-        return name in self.settings.request_intents and confidence >= policy.request_confidence
+        if awaiting is Awaiting.FEEDBACK and name == "answer_unhelpful":
+            return True  # "没用" right after an answer; anything else is judged like any other message
+        return not quiet and name in self.settings.request_intents and confidence >= policy.request_confidence
 
     async def _collect(self, message: IncomingMessage, responses: list[dict[str, Any]]) -> list[OutgoingMessage]:
         outgoing: list[OutgoingMessage] = []
@@ -133,6 +136,8 @@ class MessageRouter:
             if response.get("text"):
                 outgoing.append(self._reply(message, response["text"]))
             custom = response.get("custom") or {}
+            if custom.get("expect") == "feedback" and not message.is_private:
+                await self._expect_feedback(message.conversation_id)
             for item in custom.get("deliver", []):
                 outgoing.append(
                     OutgoingMessage(
@@ -145,6 +150,11 @@ class MessageRouter:
                 )
         await self.expect_ratings(message.channel, outgoing)
         return outgoing
+
+    async def _expect_feedback(self, conv: str) -> None:
+        """Listen for "没用" after an answer, unless the bot already waits for something else (a rating)."""
+        if await self.expectations.awaiting(conv) is None:
+            await self.expectations.expect(conv, Awaiting.FEEDBACK, self.settings.expect_feedback_seconds)
 
     async def expect_ratings(self, channel: str, outgoing: list[OutgoingMessage]) -> None:
         """After a rating request goes out, the reporter's next message in that room is listened to."""

@@ -16,6 +16,7 @@ from bot.rasa_client import RasaClient
 from bot.router import MessageRouter
 from bot.settings import Settings
 from knowledge.base import KnowledgeBase
+from knowledge.embeddings import load_embedder
 from storage.engine import make_engine, make_session_factory
 
 
@@ -37,6 +38,11 @@ class Services:
         self.engine.dispose()
 
 
+def build_knowledge_base(settings: Settings) -> KnowledgeBase:
+    """Hybrid when the configured embedding model loads, lexical-only (and logged) when it does not."""
+    return KnowledgeBase(load_embedder(settings.kb_embedding_model, settings.kb_embedding_prefix))
+
+
 def build_services(settings: Settings) -> Services:
     engine = make_engine(settings.database_url)
     factory = make_session_factory(engine)
@@ -52,7 +58,7 @@ def build_services(settings: Settings) -> Services:
         session_factory=factory,
         rasa=rasa,
         redis=redis_client,
-        knowledge=KnowledgeBase(),
+        knowledge=build_knowledge_base(settings),
         webchat=WebChatChannel(factory, settings.bot_name),
         router=router,
     )

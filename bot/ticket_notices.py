@@ -12,6 +12,7 @@ from bot.messages import Mention, OutgoingMessage, TargetType
 from bot.texts import colour_name, local_time
 from bot.texts import text as t
 from grid.geography import ChatGroup, Worker, community_lead
+from grid.service import Filing
 from grid.tickets import Ticket
 
 
@@ -30,6 +31,16 @@ def new_ticket_text(ticket: Ticket, session: Session, template: str = "tickets.w
         deadline=local_time(ticket.deadline_at),
         **extra,
     )
+
+
+def filing_notices(session: Session, filing: Filing, template: str = "tickets.worker_new") -> list[OutgoingMessage]:
+    """A new ticket goes privately to its worker, with a copy to the community lead when red or unstaffed."""
+    notice = new_ticket_text(filing.ticket, session, template)
+    assignee = filing.ticket.assignee_id
+    messages = [OutgoingMessage(TargetType.CONTACT, assignee, notice)] if assignee else []
+    lead_copy = t("tickets.lead_copy", notice=notice)
+    messages.extend(OutgoingMessage(TargetType.CONTACT, person.id, lead_copy) for person in filing.notify)
+    return messages
 
 
 def notices_for(session: Session, ticket: Ticket, action: str, actor_id: str, note: str = "") -> list[OutgoingMessage]:

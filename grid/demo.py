@@ -23,7 +23,11 @@ def load_geography(session: Session, path: Path = DEMO_FILE) -> dict[str, int]:
         for w in data["workers"]
     ]
     rows += [Department(code=d["code"], name=d["name"]) for d in data.get("departments", [])]
-    rows += [ChatGroup(id=g["id"], name=g["name"], grid_code=g["grid"]) for g in data["groups"]]
+    # Tags only when the file names some: reloading the demo must not wipe tags set with `gridbot group tags`.
+    rows += [
+        ChatGroup(id=g["id"], name=g["name"], grid_code=g["grid"], **({"tags": g["tags"]} if "tags" in g else {}))
+        for g in data["groups"]
+    ]
     for row in rows:
         session.merge(row)
         session.flush()  # parents before children: regions reference each other

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, String, select
+from sqlalchemy import JSON, ForeignKey, String, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from storage.base import Base
@@ -62,6 +62,8 @@ class ChatGroup(Base):
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
     grid_code: Mapped[str] = mapped_column(ForeignKey("grids.code"))
+    # Labels notices can target across the map (老年人多, 学校周边…); set with `gridbot group tags`.
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
 
     grid: Mapped[Grid] = relationship()
 

@@ -1,23 +1,44 @@
-"""The answer policy: answer only when the best match is clearly good and clearly better than the next."""
+"""The knowledge base the bot and the admins ask: a hybrid index kept current, and the answer policy.
+
+Every process (app workers, CLI) checks a cheap signature of the entries table before searching and
+rebuilds its in-memory index when another process has imported or edited entries, so an edit is
+searchable within a search of being committed, without a restart and without a message bus.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from knowledge.answer_policy import DENSE_ONLY_SUFFIX, LEXICAL_ONLY, AnswerPolicy, StoredPolicy, load_policy
+from knowledge.embeddings import Embedder
+from knowledge.hybrid import Candidate, EntryRecord, HybridIndex
 from knowledge.models import KnowledgeEntry
-from knowledge.retrieval import Hit, LexicalIndex
+from knowledge.vector_cache import vectors_for
 
-# A question is matched two ways: against each phrasing admins wrote (title, variants), which is precise,
-# and against the whole entry including its answer, which catches words residents use that no variant has.
-VARIANT_WEIGHT = 0.65
-ENTRY_WEIGHT = 0.35
-# Calibrated on the demo entries' paraphrases and unrelated questions (tests/test_knowledge.py).
-ANSWER_THRESHOLD = 0.30
-ANSWER_MARGIN = 0.05
+log = logging.getLogger(__name__)
+# Residents ask the same few questions over and over, and encoding is most of a search's time: recent
+# query vectors are kept per process (shared by every KnowledgeBase of the same model).
+QUERY_CACHE_SIZE = 4096
+_query_vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_query_lock = threading.Lock()
+_warned_uncalibrated: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Hit:
+    entry_id: int
+    score: float  # confidence on the answer policy's scale: 1.0 is just enough to answer
+    lexical: float
+    dense: float | None
+    matched: str
 
 
 @dataclass(frozen=True)
@@ -28,57 +49,108 @@ class Answer:
 
 
 @dataclass(frozen=True)
-class _Indexes:
-    variants: LexicalIndex
-    entries: LexicalIndex
+class _State:
+    index: HybridIndex
+    policy: AnswerPolicy
 
 
 class KnowledgeBase:
-    """Caches the indexes per content signature, so edits are picked up without a restart."""
+    """`dense_only` leaves BM25 out of ranking and confidence: a baseline for bench/kb_search.py, not for residents."""
 
-    def __init__(self) -> None:
+    def __init__(self, embedder: Embedder | None = None, dense_only: bool = False) -> None:
+        if dense_only and embedder is None:
+            raise ValueError("dense-only retrieval needs an embedding model")
+        self.embedder = embedder
+        self.dense_only = dense_only
+        self.model_name = (embedder.name + DENSE_ONLY_SUFFIX if dense_only else embedder.name) if embedder else LEXICAL_ONLY
+        self._lock = threading.Lock()
         self._signature: tuple[object, ...] | None = None
-        self._indexes: _Indexes | None = None
+        self._state: _State | None = None
 
-    def _indexes_for(self, session: Session) -> _Indexes:
-        signature = tuple(
-            session.execute(
-                select(func.count(KnowledgeEntry.id), func.max(KnowledgeEntry.updated_at), func.sum(KnowledgeEntry.version))
-            ).one()
-        )
-        if self._indexes is None or signature != self._signature:
-            variants: list[tuple[int, str]] = []
-            entries: list[tuple[int, str]] = []
-            for entry in session.scalars(select(KnowledgeEntry)):
-                phrasings = [entry.title, *entry.questions]
-                variants.extend((entry.id, text) for text in phrasings)
-                entries.append((entry.id, "\n".join([*phrasings, entry.answer])))
-            self._indexes, self._signature = _Indexes(LexicalIndex(variants), LexicalIndex(entries)), signature
-        return self._indexes
+    def encode_queries(self, queries: list[str]) -> list[np.ndarray]:
+        """Query vectors, encoded in one batch for those not seen recently (batches are several times faster)."""
+        assert self.embedder is not None
+        name = self.embedder.name
+        with _query_lock:
+            missing = list(dict.fromkeys(q for q in queries if (name, q) not in _query_vectors))
+        encoded = dict(zip(missing, self.embedder.encode(missing), strict=True)) if missing else {}
+        with _query_lock:
+            for query, vector in encoded.items():
+                vector.setflags(write=False)
+                _query_vectors[(name, query)] = vector
+            vectors = [_query_vectors.get((name, q), encoded.get(q)) for q in queries]
+            for query in queries:
+                if (name, query) in _query_vectors:
+                    _query_vectors.move_to_end((name, query))
+            while len(_query_vectors) > QUERY_CACHE_SIZE:
+                _query_vectors.popitem(last=False)
+        return [v for v in vectors if v is not None]
 
-    def search(self, session: Session, query: str, region_codes: list[str], today: date, top_k: int = 5) -> list[Hit]:
-        """Hits among entries valid today whose scope is one of the asker's regions, best first."""
-        indexes = self._indexes_for(session)
-        allowed = {
-            entry.id
-            for entry in session.scalars(select(KnowledgeEntry).where(KnowledgeEntry.scope_code.in_(region_codes)))
-            if entry.is_current(today)
-        }
-        by_variant = {hit.key: hit for hit in indexes.variants.search(query, allowed, top_k=len(allowed) or 1)}
-        by_entry = {hit.key: hit.score for hit in indexes.entries.search(query, allowed, top_k=len(allowed) or 1)}
-        blended = [
-            Hit(key, VARIANT_WEIGHT * hit.score + ENTRY_WEIGHT * by_entry.get(key, 0.0), hit.matched)
-            for key, hit in by_variant.items()
+    @property
+    def mode(self) -> str:
+        if self.embedder is None:
+            return "lexical only"
+        return f"dense only ({self.embedder.name})" if self.dense_only else f"hybrid ({self.embedder.name})"
+
+    def _signature_of(self, session: Session) -> tuple[object, ...]:
+        entries = session.execute(
+            select(func.count(KnowledgeEntry.id), func.max(KnowledgeEntry.updated_at), func.sum(KnowledgeEntry.version))
+        ).one()
+        calibrated = session.scalar(select(StoredPolicy.calibrated_at).where(StoredPolicy.model == self.model_name))
+        return (*entries, calibrated)
+
+    def state(self, session: Session) -> _State:
+        """The current index and policy, rebuilt when entries or calibration changed in any process."""
+        signature = self._signature_of(session)
+        with self._lock:
+            if self._state is None or signature != self._signature:
+                self._state = self._build(session)
+                self._signature = signature
+            return self._state
+
+    def _build(self, session: Session) -> _State:
+        entries = session.scalars(select(KnowledgeEntry).order_by(KnowledgeEntry.id)).all()
+        records = [
+            EntryRecord(
+                e.id,
+                e.scope_code,
+                e.effective_from,
+                e.expires_on,
+                tuple(dict.fromkeys([e.title, *e.questions])),
+                body="\n".join([e.answer, " ".join(e.tags)]),
+            )
+            for e in entries
         ]
-        return sorted(blended, key=lambda h: h.score, reverse=True)[:top_k]
+        vectors = None
+        if self.embedder is not None:
+            vectors = vectors_for(session, self.embedder, [text for r in records for text in r.phrasings])
+        policy = load_policy(session, self.model_name)
+        if not policy.calibrated and self.model_name not in _warned_uncalibrated:
+            _warned_uncalibrated.add(self.model_name)
+            log.warning("answer thresholds for %s are uncalibrated defaults: run `gridbot kb calibrate`", self.model_name)
+        log.info("knowledge index built: %d entries, %s", len(records), self.mode)
+        return _State(HybridIndex(records, vectors), policy)
 
-    def answer(self, session: Session, query: str, region_codes: list[str], today: date) -> Answer | None:
-        hits = self.search(session, query, region_codes, today, top_k=2)
-        if not hits or hits[0].score < ANSWER_THRESHOLD:
+    def ranked(
+        self, session: Session, query: str, regions: list[str], today: date, top_k: int = 5
+    ) -> tuple[AnswerPolicy, list[Candidate]]:
+        """The policy in force and the candidates among entries valid today in one of the asker's regions."""
+        state = self.state(session)
+        vector = self.encode_queries([query])[0] if self.embedder is not None else None
+        allowed = state.index.allowed(regions, today)
+        return state.policy, state.index.search(query, vector, allowed, top_k=top_k, use_lexical=not self.dense_only)
+
+    def search(self, session: Session, query: str, regions: list[str], today: date, top_k: int = 5) -> list[Hit]:
+        """Best first, scored on the answer policy's scale."""
+        policy, candidates = self.ranked(session, query, regions, today, top_k)
+        return [Hit(c.entry_id, policy.confidence(c), c.lexical, c.dense, c.matched) for c in candidates]
+
+    def answer(self, session: Session, query: str, regions: list[str], today: date) -> Answer | None:
+        policy, candidates = self.ranked(session, query, regions, today, top_k=3)
+        chosen = policy.choose(candidates)
+        if chosen is None:
             return None
-        runner_up = hits[1].score if len(hits) > 1 else 0.0
-        if hits[0].score - runner_up < ANSWER_MARGIN:
-            return None
-        entry = session.get(KnowledgeEntry, hits[0].key)
+        entry = session.get(KnowledgeEntry, chosen.entry_id)
         assert entry is not None
-        return Answer(entry, hits[0].score, runner_up)
+        runner_up = max((policy.confidence(c) for c in candidates[1:]), default=0.0)
+        return Answer(entry, policy.confidence(chosen), runner_up)

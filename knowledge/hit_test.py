@@ -21,6 +21,9 @@ class HitView:
     external_id: str
     title: str
     score: float
+    lexical: float
+    dense: float | None
+    matched: str
     answer: str
     source: dict[str, str | None]
 
@@ -28,15 +31,16 @@ class HitView:
 @dataclass(frozen=True)
 class HitTest:
     answered: bool
+    mode: str
     hits: list[HitView]
 
 
 def hit_test(kb: KnowledgeBase, session: Session, query: str, regions: list[str], today: date, top_k: int) -> HitTest:
     """Ranked hits among entries valid today in these regions, and whether the bot would answer with the first."""
-    hits = kb.search(session, query, regions, today, top_k=max(top_k, 2))
+    policy, candidates = kb.ranked(session, query, regions, today, top_k=max(top_k, 3))
     views = []
-    for hit in hits[:top_k]:
-        entry = session.get(KnowledgeEntry, hit.key)
+    for candidate in candidates[:top_k]:
+        entry = session.get(KnowledgeEntry, candidate.entry_id)
         assert entry is not None
         source = {
             "document": entry.source_document,
@@ -44,5 +48,12 @@ def hit_test(kb: KnowledgeBase, session: Session, query: str, regions: list[str]
             "url": entry.source_url,
             "date": entry.source_date.isoformat() if entry.source_date else None,
         }
-        views.append(HitView(entry.id, entry.external_id, entry.title, round(hit.score, 4), entry.answer, source))
-    return HitTest(answered=kb.answer(session, query, regions, today) is not None, hits=views)
+        dense = round(candidate.dense, 4) if candidate.dense is not None else None
+        score = round(policy.confidence(candidate), 4)
+        views.append(
+            HitView(
+                entry.id, entry.external_id, entry.title, score, round(candidate.lexical, 4), dense, candidate.matched,
+                entry.answer, source,
+            )
+        )  # fmt: skip
+    return HitTest(answered=policy.choose(candidates) is not None, mode=kb.mode, hits=views)

@@ -2,8 +2,8 @@
 
 from bot import deferred, group_settings  # noqa: F401
 from bot.channels import webchat  # noqa: F401
-from grid import geography, outbox, tickets  # noqa: F401
-from knowledge import models  # noqa: F401
+from grid import geography, notices, outbox, tickets  # noqa: F401
+from knowledge import answer_policy, history, models, questions, vector_cache  # noqa: F401
 from storage.base import Base
 
 metadata = Base.metadata

