@@ -1,5 +1,5 @@
 # The two commands of README.md: `make run` and `make test`.
-.PHONY: setup run test lint model bench bench-nlu bench-kb bench-notices
+.PHONY: setup run test lint model bench bench-e2e bench-nlu bench-kb bench-notices
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,9 @@ lint: setup
 
 bench: setup model
 	@.venv/bin/python bench/e2e_latency.py
+
+bench-e2e: setup model
+	@.venv/bin/python -m bench.e2e
 
 bench-nlu: setup model
 	@.venv/bin/python bench/nlu_quality.py

@@ -12,7 +12,7 @@ from typing import TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 
 from knowledge.base import KnowledgeBase
-from storage.engine import unit_of_work
+from storage.engine import unit_of_work, with_reconnect
 
 T = TypeVar("T")
 
@@ -45,10 +45,6 @@ def transaction() -> Iterator[Session]:
 
 
 async def in_transaction(work: Callable[[Session], T]) -> T:
-    """Run blocking database work in a thread, in one transaction, so the event loop keeps serving."""
-
-    def run() -> T:
-        with transaction() as session:
-            return work(session)
-
-    return await asyncio.to_thread(run)
+    """Run blocking database work in a thread, in one transaction, so the event loop keeps serving; a database
+    restart in the middle is waited out (storage.engine.with_reconnect)."""
+    return await asyncio.to_thread(with_reconnect, services().session_factory, work)

@@ -14,6 +14,7 @@ Targets (issue #3): macro-F1 >= 0.95, location F1 >= 0.90, false triggers <= 2 %
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import re
 import tempfile
@@ -88,14 +89,20 @@ async def trigger_rates(rasa_url: str, settings: Settings) -> tuple[float, int, 
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--current-only", action="store_true",
+        help="score only config.yml's own model (no baseline training): for a quick look while working on data",
+    )
+    args = parser.parse_args()
     settings = Settings()
     workdir = Path(tempfile.mkdtemp(prefix="gridbot-nlu-bench-"))
     uses_e5 = E5_COMPONENT in (PROJECT_ROOT / "config.yml").read_text(encoding="utf-8")
     sparse_config, dense_config = variant_configs(workdir)
-    models = {
-        "sparse only": rasa_process.ensure_model(console.print, config=sparse_config),
-        "sparse + e5": rasa_process.ensure_model(console.print, config=dense_config),
-    }
+    current = "sparse + e5" if uses_e5 else "sparse only"
+    configs = {"sparse only": sparse_config, "sparse + e5": dense_config}
+    names = [current] if args.current_only else ["sparse only", "sparse + e5"]
+    models = {name: rasa_process.ensure_model(console.print, config=configs[name]) for name in names}
     console.print("scoring both models on the held-out split; false triggers through the router…")
     rows = {
         name: (nlu_eval.evaluate_heldout(model, workdir / name.replace(" ", "")), *trigger_run(model, workdir, settings))
@@ -114,7 +121,7 @@ def main() -> None:
     table.add_row("false triggers on chatter", *(f"{r[1]:.1%} of {r[2]}" for r in rows.values()), "<= 2 %")
     table.add_row("held-out requests answered without @", *(f"{r[3]:.1%} of {r[4]}" for r in rows.values()), "")
     console.print(table)
-    name = "sparse + e5" if uses_e5 else "sparse only"
+    name = current
     scores, *_, examples = rows[name]
     weakest = sorted(scores.per_intent_f1.items(), key=lambda kv: kv[1])[:5]
     console.print(f"weakest intents ({name}): " + ", ".join(f"{intent} {f1:.2f}" for intent, f1 in weakest))

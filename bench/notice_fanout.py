@@ -35,9 +35,9 @@ from rich.table import Table
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.channels.ratelimit import RedisRateLimiter
 from bot.channels.sender import SendLimits, split_text
 from bot.notices.queue import ArqQueue
-from bot.notices.ratelimit import RedisRateLimiter
 from bot.notices.runtime import DeliveryPolicy, NoticeRuntime
 from bot.notices.worker import queue_name, worker_kwargs
 from bot.settings import Settings
@@ -99,7 +99,7 @@ def new_notice(factory: sessionmaker[Session], title: str, body: str, target: No
 def plan(factory: sessionmaker[Session], notice_id: int) -> tuple[int, float]:
     started = time.perf_counter()
     with unit_of_work(factory) as session:
-        result = deliveries.plan_notice(session, notice_id, "webchat", utcnow())
+        result = deliveries.plan_notice(session, notice_id, utcnow())
     return result.created, time.perf_counter() - started
 
 

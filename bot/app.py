@@ -15,24 +15,34 @@ from sqlalchemy.exc import OperationalError
 
 from actions.runtime import ActionServices, configure
 from bot.api import actions as actions_api
+from bot.api import auth as auth_api
+from bot.api import channels as channels_api
+from bot.api import console as console_api
+from bot.api import groups as groups_api
 from bot.api import knowledge as knowledge_api
 from bot.api import knowledge_admin as knowledge_admin_api
 from bot.api import local as local_api
+from bot.api import media as media_api
 from bot.api import notices as notices_api
 from bot.api import open311 as open311_api
+from bot.api import reports as reports_api
 from bot.api import stats as stats_api
 from bot.api import tickets as tickets_api
+from bot.channels.wecom import routes as wecom_routes
 from bot.jobs import default_jobs, run_forever
+from bot.logging_setup import install_redaction
 from bot.notices.service import NoticeService
 from bot.outbox_job import aclose_http
 from bot.runtime import Services, build_services
 from bot.settings import Settings, get_settings
+from bot.web import pages as console_pages
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    install_redaction()  # however the app is served (gridbot serve, uvicorn --factory), no log line shows a phone or secret
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,11 +51,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure(ActionServices(services.session_factory, services.knowledge, duplicate_window=window))
         app.state.services = services
         jobs = [asyncio.create_task(run_forever(job, services)) for job in default_jobs(services)]
-        app.state.notices = notices = NoticeService(settings, services.session_factory, [services.webchat])
+        app.state.notices = notices = NoticeService(settings, services.session_factory, list(services.channels))
         await notices.start()
+        await services.channels.start_all(services.intake)
         try:
             yield
         finally:
+            await services.channels.stop_all()
             await notices.stop()
             for task in jobs:
                 task.cancel()
@@ -56,7 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.aclose()
 
     app = FastAPI(title="GridBot 网格助手", version="0.1.0", lifespan=lifespan)
-    app.include_router(local_api.router)
+    if settings.local_chat_enabled:
+        app.include_router(local_api.router)
     app.include_router(actions_api.router)
     app.include_router(tickets_api.router)
     app.include_router(stats_api.router)
@@ -64,11 +77,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(knowledge_api.router)
     app.include_router(knowledge_admin_api.router)
     app.include_router(notices_api.router)
+    app.include_router(auth_api.router)
+    app.include_router(channels_api.router)
+    app.include_router(media_api.router)
+    app.include_router(wecom_routes.router)
+    app.include_router(console_api.router)
+    app.include_router(groups_api.router)
+    app.include_router(reports_api.router)
+    console_pages.install(app)
 
     @app.exception_handler(OperationalError)
     async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:
         log.error("database unavailable: %s", exc)
         return JSONResponse({"detail": "database unavailable, nothing was stored: retry shortly"}, status_code=503)
+
+    @app.exception_handler(OverflowError)
+    async def number_out_of_range(_request: Request, _exc: OverflowError) -> JSONResponse:
+        """SQLite cannot bind an integer beyond 64 bits: an id, offset or cursor that large comes from the request
+        (schemathesis found `GET /api/v1/knowledge/entries/{huge}` answering 500), and no stored row has it."""
+        return JSONResponse({"detail": "a number in the request is out of range"}, status_code=422)
 
     @app.get("/healthz", tags=["health"])
     async def health(request: Request) -> dict[str, object]:

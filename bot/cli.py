@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,9 @@ import typer
 import uvicorn
 from rich.console import Console
 
+from bot.auth.cli import user_app
+from bot.channel_cli import group_add, group_worker
+from bot.logging_setup import configure_logging
 from bot.notices.cli import group_tags, notice_app
 from bot.notices.cli import worker as notice_worker
 from bot.settings import get_settings
@@ -28,8 +30,11 @@ app.add_typer(kb_app, name="kb")
 app.add_typer(nlu_app, name="nlu")
 app.add_typer(group_app, name="group")
 app.add_typer(notice_app, name="notice")
+app.add_typer(user_app, name="user")
 app.command("worker")(notice_worker)
 group_app.command("tags")(group_tags)
+group_app.command("add")(group_add)
+group_app.command("worker")(group_worker)
 console = Console()
 
 
@@ -278,7 +283,7 @@ def group_set(
 def serve(host: str | None = None, port: int | None = None) -> None:
     """Run the app (web chat, action endpoint) on APP_HOST:APP_PORT."""
     settings = get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     uvicorn.run("bot.app:create_app", factory=True, host=host or settings.app_host, port=port or settings.app_port)
 
 
@@ -292,9 +297,12 @@ def run(demo: bool = typer.Option(True, help="Load the demo grids, groups, worke
     from bot import rasa_process
 
     settings = get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     if demo:
         demo_load()
+        from bot.demo import demo_login_text
+
+        console.print(demo_login_text(settings.database_url), markup=False)
     else:
         db_upgrade()
     model = rasa_process.ensure_model(console.print)

@@ -81,12 +81,12 @@ def _claim_due(factory: sessionmaker[Session], now: datetime) -> list[DeadlineNo
 
 
 async def check_deadlines(services: Services) -> None:
-    """One round of 督办: claim what is due now, then tell the workers and leads in the web chat."""
+    """One round of 督办: claim what is due now, then tell the workers and leads on their channels."""
     notices = await asyncio.to_thread(_claim_due, services.session_factory, utcnow())
     if not notices:
         return
     messages = messages_for(notices)
-    await services.webchat.deliver(messages)
+    await services.dispatcher.send(messages, origin=services.webchat.name)
     reminders = sum(1 for n in notices if n.kind is NoticeKind.REMINDER)
     log.info(
         "deadline check: %d reminders, %d overdue escalations, %d messages sent",

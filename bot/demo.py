@@ -1,9 +1,10 @@
-"""The demo world in one call: schema, grids and groups, and the knowledge entries (idempotent)."""
+"""The demo world in one call: schema, grids and groups, knowledge entries and demo accounts (idempotent)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from bot.auth.demo import DEMO_PASSWORD, demo_logins, ensure_demo_accounts
 from bot.runtime import build_knowledge_base
 from bot.settings import get_settings
 from grid.clock import LOCAL_TZ
@@ -19,13 +20,14 @@ DEMO_ENTRIES = Path(__file__).resolve().parent.parent / "knowledge" / "data" / "
 
 
 def load_demo(database_url: str, updated_by: str = "demo") -> dict[str, int]:
-    """Migrate, then upsert the demo geography and knowledge; returns what was loaded."""
+    """Migrate, then upsert the demo geography, knowledge and accounts; returns what was loaded."""
     upgrade(database_url)
     engine = make_engine(database_url)
     try:
         with unit_of_work(make_session_factory(engine)) as session:
             counts = load_geography(session)
             created, updated = upsert_entries(session, read_yaml(DEMO_ENTRIES), updated_by)
+            accounts = ensure_demo_accounts(session)
         with unit_of_work(make_session_factory(engine)) as session:
             # Answer thresholds for the sample knowledge base, lexical-only and with the configured model.
             today = utcnow().astimezone(LOCAL_TZ).date()
@@ -33,4 +35,18 @@ def load_demo(database_url: str, updated_by: str = "demo") -> dict[str, int]:
                 ensure_calibrated(session, kb, today)
     finally:
         engine.dispose()
-    return {**counts, "knowledge_created": created, "knowledge_updated": updated}
+    return {**counts, "knowledge_created": created, "knowledge_updated": updated, "accounts_created": accounts}
+
+
+def demo_login_text(database_url: str) -> str:
+    """The demo logins for the start-up log: who to log in as, and the shared demo password."""
+    engine = make_engine(database_url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            logins = demo_logins(session)
+    finally:
+        engine.dispose()
+    if not logins:
+        return "no demo accounts: create one with `gridbot user create NAME --role admin`"
+    names = "  ".join(f"{username}（{name}，{role}）" for username, name, role in logins)
+    return f"console/API demo logins, password {DEMO_PASSWORD}: {names}"

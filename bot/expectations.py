@@ -50,20 +50,22 @@ class MemoryExpectations:
 
 
 class RedisExpectations:
-    PREFIX = "gridbot:expect:"
+    PREFIX = "gridbot:expect:"  # without a namespace; the app passes its installation's (bot.settings.namespace_for)
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, namespace: str | None = None) -> None:
+        # Every process of one installation shares these keys; another installation on the same Redis must not.
         self._redis = client
+        self._prefix = f"{namespace}:expect:" if namespace else self.PREFIX
 
     async def expect(self, conversation_id: str, awaiting: Awaiting, ttl_seconds: int) -> None:
         try:
-            await self._redis.set(self.PREFIX + conversation_id, awaiting.value, ex=ttl_seconds)
+            await self._redis.set(self._prefix + conversation_id, awaiting.value, ex=ttl_seconds)
         except aioredis.RedisError as exc:
             log.warning("redis unavailable, cannot remember expected reply for %s: %s", conversation_id, exc)
 
     async def awaiting(self, conversation_id: str) -> Awaiting | None:
         try:
-            value = await self._redis.get(self.PREFIX + conversation_id)
+            value = await self._redis.get(self._prefix + conversation_id)
         except aioredis.RedisError as exc:
             log.warning("redis unavailable, treating %s as not expected: %s", conversation_id, exc)
             return None
@@ -74,6 +76,6 @@ class RedisExpectations:
 
     async def clear(self, conversation_id: str) -> None:
         try:
-            await self._redis.delete(self.PREFIX + conversation_id)
+            await self._redis.delete(self._prefix + conversation_id)
         except aioredis.RedisError as exc:
             log.warning("redis unavailable, cannot clear %s: %s", conversation_id, exc)

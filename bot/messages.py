@@ -18,8 +18,38 @@ class Mention:
     name: str
 
 
+class MediaKind(StrEnum):
+    IMAGE = "image"
+    VOICE = "voice"
+    VIDEO = "video"
+    FILE = "file"
+
+
+@dataclass(frozen=True)
+class Media:
+    """A picture, voice note or file carried by a message.
+
+    Platforms hand media over in their own ways (a file box, a media id to download within days); an adapter
+    stores what it received and gives the rest of the bot a `url` it can keep (our own /media/… address or a
+    stable platform URL), so a photo attached to a ticket outlives the platform's download window.
+    """
+
+    kind: MediaKind
+    url: str
+    name: str | None = None
+    mime: str | None = None
+    size: int | None = None
+
+
 @dataclass(frozen=True)
 class IncomingMessage:
+    """One message as every adapter reports it.
+
+    `mentions_bot` comes from the platform's own mention list (not from "@name" in the text, which anyone can
+    type); `mentioned_ids` are all the members it lists. `message_id` is the platform's id: redeliveries carry
+    the same one and are dropped by the intake, while a resident typing the same words twice gets two ids.
+    """
+
     channel: str
     sender_id: str
     sender_name: str
@@ -27,6 +57,9 @@ class IncomingMessage:
     group_id: str | None = None
     mentions_bot: bool = False
     message_id: str | None = None
+    room_topic: str | None = None
+    mentioned_ids: tuple[str, ...] = ()
+    media: tuple[Media, ...] = ()
 
     @property
     def is_private(self) -> bool:
@@ -58,3 +91,6 @@ class OutgoingMessage:
     mentions: tuple[Mention, ...] = field(default_factory=tuple)
     # Set when the message asks this person (in target_id's room) for a rating: their next reply is expected.
     awaits_rating_from: str | None = None
+    # The channel to send on; None: the group's or worker's own channel, else the channel the turn came from.
+    channel: str | None = None
+    media: tuple[Media, ...] = ()

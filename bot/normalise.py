@@ -47,7 +47,7 @@ def normalise(text: str, bot_name: str) -> str:
     cleaned = _EMOTICON.sub(" ", cleaned)
     cleaned = _EMOJI.sub(" ", cleaned)
     cleaned = _t2s().convert(cleaned)
-    return _SPACES.sub(" ", cleaned).strip()[:NLU_MAX_CHARS]
+    return _SPACES.sub(" ", cleaned).strip()[:NLU_MAX_CHARS].rstrip()  # the cap may cut right after a space
 
 
 def has_words(text: str) -> bool:

@@ -6,6 +6,7 @@ kept in a cache outside the checkout, so a fresh clone with unchanged data start
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -58,11 +59,21 @@ def training_hash(config: Path = CONFIG_FILE) -> str:
 
 
 def ensure_model(log=print, config: Path = CONFIG_FILE) -> Path:  # type: ignore[no-untyped-def]
-    """The model for the current training data: from models/, from the cache, or trained now."""
+    """The model for the current training data: from models/, from the cache, or trained now.
+
+    Callers in parallel (test sessions, a bench, `make model`) take turns on a file lock: the first trains,
+    the others wait and then find the model, instead of training the same thing side by side on 2 cores.
+    """
+    MODELS_DIR.mkdir(exist_ok=True)
+    with (MODELS_DIR / ".train.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _model_for(config, log)
+
+
+def _model_for(config: Path, log) -> Path:  # type: ignore[no-untyped-def]
     name = f"gridbot-{training_hash(config)}.tar.gz"
     target = MODELS_DIR / name
     cached = cache_dir() / "models" / name
-    MODELS_DIR.mkdir(exist_ok=True)
     if target.exists():
         log(f"rasa model up to date: models/{name}")
         return target

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +43,7 @@ class MessageRouter:
         deferred: DeferredStore,
         policies: GroupPolicies,
         clock: Callable[[], datetime] = _local_now,
+        state_store_up: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
         self.rasa = rasa
@@ -50,6 +51,7 @@ class MessageRouter:
         self.deferred = deferred
         self.policies = policies
         self.clock = clock
+        self._state_store_up = state_store_up
 
     async def handle(self, message: IncomingMessage) -> list[OutgoingMessage]:
         """Route one message; if Rasa is down, hold it for retry and tell an addressing resident to wait."""
@@ -110,6 +112,11 @@ class MessageRouter:
             "message_id": message.message_id,
         }
         responses = await self.rasa.send(conv, rasa_text, metadata)
+        if not responses and self._state_store_up is not None and not await self._state_store_up():
+            # Rasa keeps its trackers and locks in this Redis (the deployment shares one). With it down, Rasa
+            # fails to lock the conversation and still answers 200 with nothing: the message would vanish.
+            # Treat it as Rasa being unavailable: hold the message and ask the resident to wait.
+            raise RasaUnavailable("Rasa answered nothing and Redis (its tracker and lock store) is unreachable")
         outgoing = await self._collect(message, responses)
         if not message.is_private and await self.rasa.active_loop(conv):
             await self.expectations.expect(conv, Awaiting.FORM, self.settings.expect_reply_seconds)
@@ -166,6 +173,7 @@ class MessageRouter:
     def _reply(self, message: IncomingMessage, body: str) -> OutgoingMessage:
         """A reply goes back where the message came from; in a group it @-mentions the sender."""
         if message.is_private:
-            return OutgoingMessage(TargetType.CONTACT, message.sender_id, body)
+            return OutgoingMessage(TargetType.CONTACT, message.sender_id, body, channel=message.channel)
         assert message.group_id is not None
-        return OutgoingMessage(TargetType.ROOM, message.group_id, body, (Mention(message.sender_id, message.sender_name),))
+        mention = (Mention(message.sender_id, message.sender_name),)
+        return OutgoingMessage(TargetType.ROOM, message.group_id, body, mention, channel=message.channel)

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.channels.base import Channel
+from bot.channels.dedup import Deduplicator
+from bot.channels.dispatch import Dispatcher
+from bot.channels.intake import MessageIntake
+from bot.channels.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from bot.channels.registry import ChannelRegistry
 from bot.channels.webchat import WebChatChannel
+from bot.channels.wechaty import build_channel as build_wechaty_channel
+from bot.channels.wecom import build_wecom_channel
 from bot.deferred import DeferredStore
 from bot.expectations import Expectations, MemoryExpectations, RedisExpectations
 from bot.group_settings import GroupPolicies
+from bot.privacy import mask_for_group
 from bot.rasa_client import RasaClient
 from bot.router import MessageRouter
-from bot.settings import Settings
+from bot.settings import Settings, namespace_for
 from knowledge.base import KnowledgeBase
 from knowledge.embeddings import load_embedder
 from storage.engine import make_engine, make_session_factory
@@ -30,6 +41,9 @@ class Services:
     knowledge: KnowledgeBase
     webchat: WebChatChannel
     router: MessageRouter
+    channels: ChannelRegistry
+    dispatcher: Dispatcher
+    intake: MessageIntake
 
     async def aclose(self) -> None:
         await self.rasa.aclose()
@@ -50,8 +64,22 @@ def build_services(settings: Settings) -> Services:
     redis_client = (
         aioredis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2) if settings.redis_url else None
     )
-    expectations: Expectations = RedisExpectations(redis_client) if redis_client else MemoryExpectations()
-    router = MessageRouter(settings, rasa, expectations, DeferredStore(factory), GroupPolicies(factory, settings))
+    namespace = namespace_for(settings)
+    expectations: Expectations = RedisExpectations(redis_client, namespace) if redis_client else MemoryExpectations()
+    router = MessageRouter(
+        settings,
+        rasa,
+        expectations,
+        DeferredStore(factory),
+        GroupPolicies(factory, settings),
+        state_store_up=redis_pinger(redis_client) if redis_client else None,
+    )
+    webchat = WebChatChannel(factory, settings.bot_name)
+    channels = ChannelRegistry([webchat, *build_platform_channels(settings, factory)])
+    limiter: RateLimiter = RedisRateLimiter(redis_client) if redis_client else MemoryRateLimiter()
+    dispatcher = Dispatcher(channels, factory, limiter, namespace, mask_for_group=mask_for_group)
+    accounts = {channel.name: channel.account for channel in channels}
+    intake = MessageIntake(router, dispatcher, Deduplicator(redis_client, namespace), factory, accounts.get)
     return Services(
         settings=settings,
         engine=engine,
@@ -59,6 +87,31 @@ def build_services(settings: Settings) -> Services:
         rasa=rasa,
         redis=redis_client,
         knowledge=build_knowledge_base(settings),
-        webchat=WebChatChannel(factory, settings.bot_name),
+        webchat=webchat,
         router=router,
+        channels=channels,
+        dispatcher=dispatcher,
+        intake=intake,
     )
+
+
+def redis_pinger(client: aioredis.Redis) -> Callable[[], Awaitable[bool]]:
+    async def up() -> bool:
+        try:
+            return bool(await client.ping())
+        except (RedisError, OSError):
+            return False
+
+    return up
+
+
+def build_platform_channels(settings: Settings, factory: sessionmaker[Session]) -> list[Channel]:
+    """The adapters whose settings are present (wechaty: a puppet-service token; WeCom: a corp id)."""
+    channels: list[Channel] = []
+    wecom = build_wecom_channel(settings, factory)
+    if wecom is not None:
+        channels.append(wecom)
+    wechaty = build_wechaty_channel(settings, factory)
+    if wechaty is not None:
+        channels.append(wechaty)
+    return channels

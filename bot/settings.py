@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,6 +22,10 @@ class Settings(BaseSettings):
     app_host: str = "127.0.0.1"
     app_port: int = 8000
     bot_name: str = "网格助手"
+    # The local web chat (/chat and /api/v1/local/*) lets anyone who reaches the app play any resident or worker
+    # and read their transcripts: right for trying the bot and for tests, wrong on a public server. Turn it off
+    # there; groups on WeChat/WeCom do not need it.
+    local_chat_enabled: bool = True
     # A group message not addressed to the bot is still answered when NLU is this sure it is a request.
     request_intents: tuple[str, ...] = (
         "ask_policy",
@@ -43,6 +49,8 @@ class Settings(BaseSettings):
     # A report of the same category at the same place within this window joins the open ticket.
     duplicate_window_hours: float = 72.0
     outbox_interval_seconds: float = 5.0
+    # How often queued outgoing chat messages (failed or paced sends on WeChat/WeCom) are tried again.
+    outbound_retry_seconds: float = 5.0
     deadline_check_seconds: float = 60.0
     # External systems that receive every ticket event, as JSON: [{"name": "city", "url": "https://…", "secret": "…"}]
     webhook_targets: str = ""
@@ -60,8 +68,6 @@ class Settings(BaseSettings):
     # Prefix of the notices' Redis keys (queue, job ids, rate limits). Unset: derived from DATABASE_URL, so every
     # process on one database shares the queue and two installations on one Redis never run each other's jobs.
     notice_namespace: str | None = None
-    # The channel notices are delivered on (every group is a web chat group until issue #7).
-    notice_channel: str = "webchat"
     # How often each process plans due notices, re-queues due deliveries that lost their job, and logs progress.
     notice_sweep_seconds: float = 10.0
     # Longest one delivery job may run; also its claim's lease, after which another job may take the delivery over.
@@ -78,7 +84,73 @@ class Settings(BaseSettings):
     # {"webchat": {"per_account": 20, "per_group": 5, "window_seconds": 60, "jitter_seconds": 2}} (null: no limit).
     notice_rate_limits: str = ""
 
+    # --- accounts, sessions and login throttling (console and REST API, issue #8) ---
+    # How long a console login lasts (absolute); then the browser logs in again.
+    auth_session_hours: float = 12.0
+    # Mark the session cookie Secure (HTTPS only): turn on behind TLS; the embedded default is plain http on localhost.
+    auth_cookie_secure: bool = False
+    # Failed logins allowed per username, and per client address, within the window; then logins are refused
+    # (right password or not) until the window ends. Counted in Redis with REDIS_URL, else in memory.
+    auth_login_max_failures: int = 5
+    auth_login_max_failures_per_address: int = 20
+    auth_login_window_seconds: int = 900
+
+    # --- WeCom (企业微信) self-built app and group robots (issue #7; bot/channels/wecom/) ---
+    # The channel runs when corp id, agent id, app secret, callback token and EncodingAESKey are all set.
+    wecom_corp_id: str = ""
+    wecom_agent_id: int | None = None
+    wecom_secret: str = ""
+    # The app's 接收消息 settings in the admin console: Token and EncodingAESKey (43 characters).
+    wecom_token: str = ""
+    wecom_encoding_aes_key: str = ""
+    # Where the app API and robot webhooks live (tests point it at a local stand-in).
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    # A callback whose timestamp is further than this from our clock is refused, and a nonce is remembered this
+    # long (in Redis with REDIS_URL, else in memory) so a replayed request is refused too.
+    wecom_replay_window_seconds: int = 300
+    # Group robots, as JSON: {"<chat_groups.id of a wecom group>": "<robot key or full webhook URL>"}. Such a
+    # group receives notices and replies through its robot; any other wecom group is an app chat (appchat/send).
+    wecom_robots: str = ""
+
+    # --- wechaty: personal WeChat groups through a puppet service (issue #7; bot/channels/wechaty/) ---
+    # The channel runs when the token is set; the endpoint (host:port of the puppet service) is then required too,
+    # because without it python-wechaty looks the token up on a discovery host on the internet.
+    wechaty_puppet_service_token: str = ""
+    wechaty_puppet_service_endpoint: str = ""
+    # After the event stream drops (peer restart, network) the adapter reconnects after this, doubling to the cap.
+    wechaty_reconnect_first_seconds: float = 1.0
+    wechaty_reconnect_max_seconds: float = 60.0
+    # A connection that logs in and stays this long resets the backoff to its first step.
+    wechaty_stable_seconds: float = 30.0
+    # How often the adapter pings the peer (ding/dong); silence for three times this counts as a dead connection.
+    wechaty_ping_seconds: float = 20.0
+    # Longest one send (or the connect before login) may take before it counts as failed.
+    wechaty_send_timeout_seconds: float = 15.0
+    wechaty_login_timeout_seconds: float = 30.0
+
+    # --- pictures received from chat platforms (served by the app at /media/<name>) ---
+    media_dir: Path = PROJECT_ROOT / "var" / "media"
+    media_max_bytes: int = 10 * 1024 * 1024
+    # Prefix of the /media/… addresses stored on tickets, e.g. https://gridbot.example.org; empty: relative paths.
+    media_base_url: str = ""
+
 
 @cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def namespace_for(settings: Settings) -> str:
+    """Prefix of every Redis key the app uses (notice queue, job ids, rate limits, seen message ids).
+
+    Derived from the database unless set: processes on the same database share jobs; two installations (or
+    two test runs) sharing one Redis never run each other's jobs against the wrong database.
+    """
+    if settings.notice_namespace:
+        return settings.notice_namespace
+    url = make_url(settings.database_url)
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite" and database and database != ":memory:":
+        database = str(Path(database).resolve())
+    identity = f"{url.get_backend_name()}://{url.host or ''}:{url.port or ''}/{database}"
+    return "gridbot:" + hashlib.sha256(identity.encode()).hexdigest()[:10]

@@ -41,6 +41,8 @@ class Worker(Base):
     grid_code: Mapped[str] = mapped_column(ForeignKey("grids.code"))
     role: Mapped[str] = mapped_column(String(16), default="worker")
     on_duty: Mapped[bool] = mapped_column(default=True)
+    # The channel the worker's private messages go out on (webchat, wechaty, wecom): `id` is an account there.
+    channel: Mapped[str] = mapped_column(String(32), default="webchat", server_default="webchat")
 
     grid: Mapped[Grid] = relationship(back_populates="workers")
 
@@ -64,6 +66,8 @@ class ChatGroup(Base):
     grid_code: Mapped[str] = mapped_column(ForeignKey("grids.code"))
     # Labels notices can target across the map (老年人多, 学校周边…); set with `gridbot group tags`.
     tags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    # The platform the group lives on; `id` is the room's id there (a wechaty room id, a WeCom chat id).
+    channel: Mapped[str] = mapped_column(String(32), default="webchat", server_default="webchat")
 
     grid: Mapped[Grid] = relationship()
 

@@ -17,15 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from grid.notices import DeliveryStatus, Notice, NoticeDelivery, NoticeStatus, delivery_counts, targeted_group_ids
+from grid.notices import DeliveryStatus, Notice, NoticeDelivery, NoticeStatus, delivery_counts, targeted_groups
+from storage.upsert import insert_ignoring_conflicts
 
 log = logging.getLogger(__name__)
 
-_INSERT_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -36,22 +35,7 @@ class PlanResult:
     status: str  # the notice's status afterwards
 
 
-def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> None:
-    """INSERT … ON CONFLICT DO NOTHING, so two planners racing on one notice end with one row per group."""
-    dialect = session.get_bind().dialect.name
-    table = NoticeDelivery.__table__
-    for start in range(0, len(rows), _INSERT_CHUNK):
-        chunk = rows[start : start + _INSERT_CHUNK]
-        if dialect == "postgresql":
-            statement: Any = postgresql.insert(table).on_conflict_do_nothing(index_elements=["notice_id", "group_id"])
-        elif dialect == "sqlite":
-            statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=["notice_id", "group_id"])
-        else:  # pragma: no cover - the project runs on SQLite and PostgreSQL only
-            statement = insert(table)
-        session.connection().execute(statement, chunk)
-
-
-def plan_notice(session: Session, notice_id: int, channel: str, now: datetime) -> PlanResult:
+def plan_notice(session: Session, notice_id: int, now: datetime) -> PlanResult:
     """Create the delivery rows of a due notice, all due now; only the first of racing planners does anything.
 
     The notice's move from scheduled to sending is the planner's claim (a conditional UPDATE, and the first
@@ -75,22 +59,23 @@ def plan_notice(session: Session, notice_id: int, channel: str, now: datetime) -
         notice.status, notice.finished_at = NoticeStatus.DONE, now
         log.warning("notice %d expired before it could be published; nothing sent", notice_id)
         return PlanResult(notice_id, 0, 0, notice.status)
-    group_ids = targeted_group_ids(session, notice.notice_target)
+    places = targeted_groups(session, notice.notice_target)
     rows = [
         {
             "notice_id": notice_id,
-            "group_id": group_id,
-            "channel": channel,
+            "group_id": place.group_id,
+            "channel": place.channel,
             "status": DeliveryStatus.PENDING,
             "attempts": 0,
             "parts_sent": 0,
             "next_attempt_at": now,
         }
-        for group_id in group_ids
+        for place in places
     ]
     if rows:
-        _insert_ignoring_duplicates(session, rows)
-    return PlanResult(notice_id, len(rows), len(group_ids), notice.status)
+        # Racing planners end with one row per group.
+        insert_ignoring_conflicts(session, NoticeDelivery.__table__, rows, ["notice_id", "group_id"])
+    return PlanResult(notice_id, len(rows), len(places), notice.status)
 
 
 def due_notice_ids(session: Session, now: datetime) -> list[int]:

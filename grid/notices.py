@@ -123,6 +123,7 @@ class GroupPlace:
     community_code: str
     street_code: str | None
     tags: frozenset[str] = frozenset()
+    channel: str = "webchat"
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,7 @@ def group_places(session: Session, group_ids: Sequence[str] | None = None) -> li
     """Every group (or the named ones) with its grid, community, street and tags, in one query."""
     community = Region.__table__.alias("community")
     query = (
-        select(ChatGroup.id, ChatGroup.grid_code, Grid.community_code, community.c.parent_code, ChatGroup.tags)
+        select(ChatGroup.id, ChatGroup.grid_code, Grid.community_code, community.c.parent_code, ChatGroup.tags, ChatGroup.channel)
         .join(Grid, Grid.code == ChatGroup.grid_code)
         .join(community, community.c.code == Grid.community_code)
         .order_by(ChatGroup.id)
@@ -184,12 +185,17 @@ def group_places(session: Session, group_ids: Sequence[str] | None = None) -> li
     if group_ids is not None:
         query = query.where(ChatGroup.id.in_(group_ids))
     return [
-        GroupPlace(gid, grid, comm, street, frozenset(tags or ())) for gid, grid, comm, street, tags in session.execute(query)
+        GroupPlace(gid, grid, comm, street, frozenset(tags or ()), channel)
+        for gid, grid, comm, street, tags, channel in session.execute(query)
     ]
 
 
+def targeted_groups(session: Session, target: NoticeTarget) -> list[GroupPlace]:
+    return [place for place in group_places(session) if target.matches(place)]
+
+
 def targeted_group_ids(session: Session, target: NoticeTarget) -> list[str]:
-    return [place.group_id for place in group_places(session) if target.matches(place)]
+    return [place.group_id for place in targeted_groups(session, target)]
 
 
 # --- creating, cancelling ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from grid.ratings import Rating
 from grid.tickets import Ticket, TicketCounter, TicketEvent, TicketReporter
 from grid.workflow import OPEN_STATUSES, WAITING_FOR_RESIDENT, Role, Status, TicketError
 from storage.base import utcnow
+from storage.upsert import insert_ignoring_conflicts
 
 SYSTEM_ACTOR = "system"
 DUPLICATE_WINDOW = timedelta(hours=72)
@@ -395,12 +396,12 @@ class TicketService:
         return ticket
 
     def _next_number(self) -> str:
-        """GD + local date + a per-day sequence; the counter row is locked so parallel reports never collide."""
+        """GD + local date + a per-day sequence; the counter row is locked so parallel reports never collide
+        (the day's first reports too: its row is created if missing without failing when another just did)."""
         day = utcnow().astimezone(LOCAL_TZ).strftime("%Y%m%d")
+        insert_ignoring_conflicts(self.session, TicketCounter.__table__, [{"day": day, "last": 0}], ["day"])
         counter = self.session.scalar(select(TicketCounter).where(TicketCounter.day == day).with_for_update())
-        if counter is None:
-            counter = TicketCounter(day=day, last=0)
-            self.session.add(counter)
+        assert counter is not None
         counter.last += 1
         self.session.flush()
         return f"GD{day}-{counter.last:04d}"

@@ -83,6 +83,22 @@ class RecurringProblem:
 
 
 @dataclass(frozen=True)
+class CategoryWeekCount:
+    week: str
+    category: str
+    count: int
+
+
+@dataclass(frozen=True)
+class GridRecurringProblem:
+    grid_code: str
+    grid_name: str
+    category: str
+    location: str
+    count: int
+
+
+@dataclass(frozen=True)
 class TicketStats:
     """Figures over the tickets created in [start, end); rates are fractions in 0..1, None when nothing to divide."""
 
@@ -104,6 +120,9 @@ class TicketStats:
     average_handling_hours: float | None
     overdue_now: int
     top_recurring: tuple[RecurringProblem, ...]
+    # The console's charts: volume by week split by category, and where each grid's problems keep coming back.
+    by_category_week: tuple[CategoryWeekCount, ...] = ()
+    recurring_by_grid: tuple[GridRecurringProblem, ...] = ()
 
 
 def local_day_range(first: date, last: date) -> tuple[datetime, datetime]:
@@ -157,6 +176,8 @@ def ticket_stats(
         average_handling_hours=_average_hours(resolved),
         overdue_now=sum(1 for r in worked if r.status in OPEN and r.deadline_at < moment),
         top_recurring=_top_recurring(worked),
+        by_category_week=_by_category_week(rows),
+        recurring_by_grid=_recurring_by_grid(worked, grids),
     )
 
 
@@ -253,3 +274,27 @@ def _top_recurring(worked: Iterable[Any]) -> tuple[RecurringProblem, ...]:
     recurring = [(key, n) for key, n in counts.items() if n >= RECURRING_MIN]
     recurring.sort(key=lambda item: (-item[1], item[0][0], item[0][1]))
     return tuple(RecurringProblem(category, place, n) for (category, place), n in recurring[:RECURRING_TOP])
+
+
+def _by_category_week(rows: Iterable[Any]) -> tuple[CategoryWeekCount, ...]:
+    """(week, category) pairs that had tickets, in week order then most first: a stacked chart's bars.
+
+    Only non-zero pairs are listed: by_week already lists every week and by_category every category."""
+    counts = Counter((iso_week(r.created_at.astimezone(LOCAL_TZ).date()), r.category) for r in rows)
+    ranked = sorted(counts.items(), key=lambda item: (item[0][0], -item[1], item[0][1]))
+    return tuple(CategoryWeekCount(week, category, n) for (week, category), n in ranked)
+
+
+def _recurring_by_grid(worked: Iterable[Any], grids: dict[str, str]) -> tuple[GridRecurringProblem, ...]:
+    """Each grid's top recurring (category, place) pairs: a street office compares grids, a grid fixes its own."""
+    counts = Counter((r.grid_code, r.category, _place(r.location)) for r in worked)
+    per_grid: dict[str, list[tuple[str, str, int]]] = {}
+    for (grid_code, category, place), n in counts.items():
+        if n >= RECURRING_MIN:
+            per_grid.setdefault(grid_code, []).append((category, place, n))
+    out: list[GridRecurringProblem] = []
+    for grid_code in sorted(per_grid):
+        ranked = sorted(per_grid[grid_code], key=lambda item: (-item[2], item[0], item[1]))[:RECURRING_TOP]
+        name = grids.get(grid_code, grid_code)
+        out.extend(GridRecurringProblem(grid_code, name, category, place, n) for category, place, n in ranked)
+    return tuple(out)

@@ -62,4 +62,18 @@ if [ "$(readlink .venv-rasa 2>/dev/null)" != "$rasa_venv" ]; then
   rm -rf .venv-rasa
   ln -s "$rasa_venv" .venv-rasa
 fi
+
+# --- the wechaty test peer (Node's puppet-service server for tests/test_wechaty_channel.py) -------------
+# `npm ci` from its lock file when node_modules is missing or the lock changed; without npm, say so and go on.
+peer=tests/peers/wechaty
+if command -v npm >/dev/null 2>&1; then
+  peer_hash=$(hash_of "$peer/package-lock.json")
+  if [ "$(cat "$peer/node_modules/.gridbot-hash" 2>/dev/null)" != "$peer_hash" ]; then
+    echo "==> wechaty test peer: npm ci in $peer"
+    (cd "$peer" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$peer_hash" > "$peer/node_modules/.gridbot-hash"
+  fi
+else
+  echo "note: npm not found: the wechaty channel tests need Node 18+ and npm (tests/peers/wechaty)"
+fi
 echo "==> virtualenvs ready: .venv (app), .venv-rasa -> $rasa_venv"

@@ -6,4 +6,6 @@ export HF_HUB_OFFLINE=1
 export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgresql://127.0.0.1:5432/test}"
 .venv/bin/ruff check .
+# Chromium and a CJK font for the console's browser tests (installs once, as root; else says what to run).
+scripts/install-browser.sh
 .venv/bin/pytest "$@"

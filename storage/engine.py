@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def make_engine(url: str) -> Engine:
@@ -48,3 +55,25 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def with_reconnect(factory: sessionmaker[Session], work: Callable[[Session], T], *, patience_seconds: float = 20.0) -> T:
+    """Run `work` in one transaction, again from the start if the database went away underneath it.
+
+    A PostgreSQL restart or failover takes seconds; a resident's report arriving then should wait for it, not
+    vanish. The whole transaction is repeated, so `work` must be safe to run again after a failure: our writes
+    are (the ticket service recognises the same reporter's report as a duplicate if a commit did go through
+    before the connection died). Gives up and raises after `patience_seconds`.
+    """
+    deadline = time.monotonic() + patience_seconds
+    delay = 0.25
+    while True:
+        try:
+            with unit_of_work(factory) as session:
+                return work(session)
+        except OperationalError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("database unavailable, retrying in %.2f s: %s", delay, str(exc).splitlines()[0])
+            time.sleep(delay)
+            delay = min(delay * 2, 4.0)

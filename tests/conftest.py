@@ -105,3 +105,14 @@ def chat(app_url: str) -> Iterator[Chat]:
 def resident() -> tuple[str, str]:
     """A fresh resident id per test, so Rasa conversations never carry over between tests."""
     return f"resident-{uuid.uuid4().hex[:8]}", "居民小王"
+
+
+# --- accounts (issue #8): the API needs a logged-in account; these make bearer headers on the shared database ---
+
+
+@pytest.fixture(scope="session")
+def admin_headers(session_factory: sessionmaker[Session]) -> dict[str, str]:
+    """Authorization headers of the demo admin (every demo database has it)."""
+    from tests.accounts import headers_for
+
+    return headers_for(session_factory, "admin")

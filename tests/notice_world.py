@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.channels.ratelimit import MemoryRateLimiter, RateLimiter
 from bot.channels.sender import SendError, SendLimits
 from bot.channels.webchat import WebChatChannel, WebChatMessage
 from bot.notices.jobs import FUNCTIONS
 from bot.notices.queue import LocalQueue
-from bot.notices.ratelimit import MemoryRateLimiter, RateLimiter
 from bot.notices.runtime import DeliveryPolicy, NoticeRuntime
 from grid.demo import load_geography
 from grid.geography import ChatGroup, Grid, Region

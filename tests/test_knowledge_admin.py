@@ -11,7 +11,7 @@ import subprocess
 import sys
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -31,21 +31,46 @@ from knowledge.formats import COLUMNS, MAX_FILE_BYTES, Format
 from knowledge.models import KnowledgeEntry
 from storage.engine import make_engine, make_session_factory, unit_of_work
 from storage.migrate import upgrade
+from tests.accounts import role_headers
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "adm-"
 
 
 @pytest.fixture(scope="module")
-def api(database_url: str, session_factory: sessionmaker[Session]) -> Iterator[httpx.Client]:
+def live(database_url: str, session_factory: sessionmaker[Session]) -> Iterator[str]:
     settings = Settings(database_url=database_url, rasa_url=f"http://127.0.0.1:{free_port()}", app_port=free_port())
-    with app_server(settings) as url, httpx.Client(base_url=url, timeout=60) as client:
-        yield client
+    with app_server(settings) as url:
+        yield url
     # Leave the shared database as the other modules expect it: only the demo entries.
     with unit_of_work(session_factory) as session:
         admin = KnowledgeAdmin(session)
         for entry in session.scalars(select(KnowledgeEntry).where(KnowledgeEntry.external_id.startswith(PREFIX))).all():
             admin.delete(entry.id, "test-cleanup")
+
+
+Editor = Callable[[str], httpx.Client]
+
+
+@pytest.fixture(scope="module")
+def editor(live: str, session_factory: sessionmaker[Session]) -> Iterator[Editor]:
+    """A client logged in as an admin with this display name: the name the entries' history records."""
+    clients: dict[str, httpx.Client] = {}
+
+    def client(name: str) -> httpx.Client:
+        if name not in clients:
+            headers = role_headers(session_factory, "admin", name=name)
+            clients[name] = httpx.Client(base_url=live, timeout=60, headers=headers)
+        return clients[name]
+
+    yield client
+    for open_client in clients.values():
+        open_client.close()
+
+
+@pytest.fixture(scope="module")
+def api(editor: Editor) -> httpx.Client:
+    return editor("导入员")
 
 
 def _uid(name: str) -> str:
@@ -114,7 +139,6 @@ def _file(entries: list[dict[str, Any]], fmt: Format) -> tuple[str, bytes]:
 
 
 def _import(api: httpx.Client, name: str, content: bytes, **params: Any) -> httpx.Response:
-    params.setdefault("updated_by", "importer")
     return api.post("/api/v1/knowledge/import", params=params, files={"file": (name, content)})
 
 
@@ -186,7 +210,7 @@ def test_export_rebuilds_every_field_in_an_empty_database(api: httpx.Client, fmt
 
 
 @pytest.mark.parametrize("fmt", list(Format))
-def test_reimport_changes_nothing_and_edits_are_counted(api: httpx.Client, fmt: Format) -> None:
+def test_reimport_changes_nothing_and_edits_are_counted(api: httpx.Client, editor: Editor, fmt: Format) -> None:
     entries = [_entry(_uid("reimport"), title=f"社区图书角开放时间{i}") for i in range(3)]
     name, content = _file(entries, fmt)
     first = _import(api, name, content).json()
@@ -206,7 +230,7 @@ def test_reimport_changes_nothing_and_edits_are_counted(api: httpx.Client, fmt: 
     assert (dry["dry_run"], dry["updated"], dry["unchanged"], dry["updated_ids"]) == (True, 1, 2, [entries[1]["external_id"]])
     assert _by_external_id(api, entries[1]["external_id"])["version"] == versions[entries[1]["external_id"]]  # type: ignore[index]
 
-    real = _import(api, name, edited, updated_by="王管理员").json()
+    real = _import(editor("王管理员"), name, edited).json()
     assert (real["created"], real["updated"], real["unchanged"]) == (0, 1, 2)
     stored = _by_external_id(api, entries[1]["external_id"])
     assert stored is not None and stored["version"] == versions[entries[1]["external_id"]] + 1
@@ -349,8 +373,8 @@ def _zip_without_workbook() -> bytes:
 @pytest.mark.parametrize(
     ("name", "content", "status", "code"),
     [
-        ("junk.xlsx", os.urandom(4096), 422, "unreadable_file"),
-        ("photo.xlsx", b"\x89PNG\r\n\x1a\n" + os.urandom(512), 422, "unreadable_file"),
+        ("junk.xlsx", os.urandom(4096), 415, "wrong_media_type"),
+        ("photo.xlsx", b"\x89PNG\r\n\x1a\n" + os.urandom(512), 415, "wrong_media_type"),
         ("archive.xlsx", _zip_without_workbook(), 422, "unreadable_file"),
         ("junk.csv", os.urandom(4096), 422, "unreadable_file"),
         ("gbk.csv", "external_id,title\n编号,标题\n".encode("gbk"), 422, "unreadable_file"),
@@ -375,42 +399,65 @@ def test_junk_files_are_refused_with_a_reason(api: httpx.Client, name: str, cont
     assert api.get("/api/v1/knowledge/entries", params={"limit": 1}).json()["total"] == before
 
 
+def test_uploads_are_checked_against_their_declared_type_and_first_bytes(api: httpx.Client) -> None:
+    """A file must be what its name says: a declared image or HTML page, or a workbook renamed .csv, is 415."""
+    url = "/api/v1/knowledge/import"
+    good_csv = _csv([_flat(_entry(_uid("typed")))])
+    before = api.get("/api/v1/knowledge/entries", params={"limit": 1}).json()["total"]
+    for declared in ("image/png", "text/html", "application/pdf"):
+        refused = api.post(url, files={"file": ("entries.csv", good_csv, declared)}, data={"dry_run": "true"})
+        assert refused.status_code == 415, refused.text
+        assert refused.json()["detail"]["code"] == "wrong_media_type" and declared in refused.json()["detail"]["message"]
+    workbook = _xlsx([list(COLUMNS)])
+    renamed = api.post(url, files={"file": ("entries.csv", workbook, "text/csv")})
+    assert renamed.status_code == 415 and renamed.json()["detail"]["code"] == "wrong_media_type"
+    # What browsers and scripts really send for these files is accepted.
+    for name, content, declared in (
+        ("entries.csv", good_csv, "application/vnd.ms-excel"),  # Windows browsers' type for .csv
+        ("entries.csv", good_csv, "application/octet-stream"),
+        ("entries.xlsx", workbook, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    ):
+        accepted = api.post(url, files={"file": (name, content, declared)}, data={"dry_run": "true"})
+        assert accepted.status_code == 200, (declared, accepted.text)
+    assert api.get("/api/v1/knowledge/entries", params={"limit": 1}).json()["total"] == before
+
+
 def test_malformed_upload_requests(api: httpx.Client) -> None:
     url = "/api/v1/knowledge/import"
-    assert api.post(url, json={"file": "x"}, params={"updated_by": "a"}).status_code == 415
-    no_file = api.post(url, data={"updated_by": "a"}, files={"other": ("x.csv", b"a")})
+    assert api.post(url, json={"file": "x"}).status_code == 415
+    no_file = api.post(url, data={"dry_run": "true"}, files={"other": ("x.csv", b"a")})
     assert no_file.status_code == 422 and no_file.json()["detail"]["code"] == "file_missing"
     garbled = api.post(url, content=b"--xyz\r\ngarbage", headers={"content-type": "multipart/form-data; boundary=xyz"})
     assert 400 <= garbled.status_code < 500
-    nobody = api.post(url, files={"file": ("a.csv", _csv([]))})
-    assert nobody.status_code == 422 and nobody.json()["detail"]["code"] == "updated_by_required"
-    form_fields = api.post(url, data={"updated_by": "a", "dry_run": "true"}, files={"file": ("a.csv", _csv([]))})
+    anonymous = httpx.post(f"{api.base_url}{url}", files={"file": ("a.csv", _csv([]))}, timeout=30)
+    assert anonymous.status_code == 401 and anonymous.json()["detail"]["code"] == "not_logged_in"
+    form_fields = api.post(url, data={"dry_run": "true"}, files={"file": ("a.csv", _csv([]))})
     assert form_fields.status_code == 200 and form_fields.json()["dry_run"] is True
 
 
 # ---------------------------------------------------------------- single entries, history, conflicts
 
 
-def test_edit_history_through_create_update_and_delete(api: httpx.Client) -> None:
+def test_edit_history_through_create_update_and_delete(api: httpx.Client, editor: Editor) -> None:
     external_id = _uid("history")
-    created = api.post("/api/v1/knowledge/entries", json=_entry(external_id) | {"updated_by": "李管理员"})
+    created = editor("李管理员").post("/api/v1/knowledge/entries", json=_entry(external_id))
     assert created.status_code == 201, created.text
     entry = created.json()
     assert (entry["version"], entry["updated_by"], entry["changed"]) == (1, "李管理员", True)
     entry_id = entry["id"]
     url = f"/api/v1/knowledge/entries/{entry_id}"
 
-    same = api.put(url, json=_entry(external_id) | {"version": 1, "updated_by": "赵管理员"}).json()
+    same = editor("赵管理员").put(url, json=_entry(external_id) | {"version": 1}).json()
     assert (same["changed"], same["version"], same["updated_by"]) == (False, 1, "李管理员")
     assert len(api.get(f"{url}/history").json()) == 1
 
     edited = _entry(external_id, answer="社区图书角每周二至周日9:00–18:00开放。", tags=["文化", "阅读"])
-    saved = api.put(url, json=edited | {"version": 1, "updated_by": "赵管理员"})
+    saved = editor("赵管理员").put(url, json=edited | {"version": 1})
     assert saved.status_code == 200, saved.text
     assert (saved.json()["changed"], saved.json()["version"], saved.json()["updated_by"]) == (True, 2, "赵管理员")
     assert api.get(url).json()["answer"] == "社区图书角每周二至周日9:00–18:00开放。"
 
-    deleted = api.delete(url, params={"updated_by": "钱管理员", "version": 2})
+    deleted = editor("钱管理员").delete(url, params={"version": 2})
     assert deleted.status_code == 200 and deleted.json()["change"] == "deleted"
     assert api.get(url).status_code == 404
 
@@ -426,7 +473,7 @@ def test_edit_history_through_create_update_and_delete(api: httpx.Client) -> Non
     assert history[2]["snapshot"] == history[1]["snapshot"]  # what was deleted
 
     # Re-created under the same external_id, it continues the history.
-    again = api.post("/api/v1/knowledge/entries", json=_entry(external_id) | {"updated_by": "李管理员"}).json()
+    again = editor("李管理员").post("/api/v1/knowledge/entries", json=_entry(external_id)).json()
     assert again["version"] == 4
     assert [r["change"] for r in api.get(f"/api/v1/knowledge/entries/{again['id']}/history").json()] == [
         "created",
@@ -436,47 +483,47 @@ def test_edit_history_through_create_update_and_delete(api: httpx.Client) -> Non
     ]
 
 
-def test_stale_version_is_a_conflict(api: httpx.Client) -> None:
+def test_stale_version_is_a_conflict(api: httpx.Client, editor: Editor) -> None:
     external_id = _uid("stale")
-    entry_id = api.post("/api/v1/knowledge/entries", json=_entry(external_id) | {"updated_by": "甲"}).json()["id"]
+    first_admin, second_admin = editor("甲"), editor("乙")
+    entry_id = first_admin.post("/api/v1/knowledge/entries", json=_entry(external_id)).json()["id"]
     url = f"/api/v1/knowledge/entries/{entry_id}"
-    first = api.put(url, json=_entry(external_id, title="甲改的标题") | {"version": 1, "updated_by": "甲"})
+    first = first_admin.put(url, json=_entry(external_id, title="甲改的标题") | {"version": 1})
     assert first.status_code == 200 and first.json()["version"] == 2
 
-    second = api.put(url, json=_entry(external_id, title="乙改的标题") | {"version": 1, "updated_by": "乙"})
+    second = second_admin.put(url, json=_entry(external_id, title="乙改的标题") | {"version": 1})
     assert second.status_code == 409
     assert second.json()["detail"]["code"] == "version_conflict" and "version 1" in second.json()["detail"]["message"]
     assert api.get(url).json()["title"] == "甲改的标题"
-    assert api.delete(url, params={"updated_by": "乙", "version": 1}).status_code == 409
+    assert second_admin.delete(url, params={"version": 1}).status_code == 409
     assert len(api.get(f"{url}/history").json()) == 2
-    assert api.delete(url, params={"updated_by": "甲", "version": 2}).status_code == 200
+    assert first_admin.delete(url, params={"version": 2}).status_code == 200
 
 
 def test_refusals_for_single_entries(api: httpx.Client) -> None:
     external_id = _uid("refusals")
     post = api.post
-    assert post("/api/v1/knowledge/entries", json=_entry(external_id) | {"updated_by": "a"}).status_code == 201
-    taken = post("/api/v1/knowledge/entries", json=_entry(external_id) | {"updated_by": "a"})
+    assert post("/api/v1/knowledge/entries", json=_entry(external_id)).status_code == 201
+    taken = post("/api/v1/knowledge/entries", json=_entry(external_id))
     assert taken.status_code == 409 and taken.json()["detail"]["code"] == "external_id_taken"
-    nowhere = post("/api/v1/knowledge/entries", json=_entry(_uid("nowhere"), scope_code="atlantis") | {"updated_by": "a"})
+    nowhere = post("/api/v1/knowledge/entries", json=_entry(_uid("nowhere"), scope_code="atlantis"))
     assert nowhere.status_code == 422
     assert nowhere.json()["detail"]["errors"] == [
         {"row": None, "field": "scope_code", "reason": "'atlantis' is not a region in the database"}
     ]
-    wrong_level = post("/api/v1/knowledge/entries", json=_entry(_uid("level"), scope="street") | {"updated_by": "a"})
+    wrong_level = post("/api/v1/knowledge/entries", json=_entry(_uid("level"), scope="street"))
     assert wrong_level.status_code == 422 and wrong_level.json()["detail"]["errors"][0]["field"] == "scope"
-    assert (
-        post("/api/v1/knowledge/entries", json=_entry(_uid("x"), effective_from="soon") | {"updated_by": "a"}).status_code == 422
-    )
-    assert post("/api/v1/knowledge/entries", json=_entry(_uid("x"))).status_code == 422  # no updated_by
-    piped = post("/api/v1/knowledge/entries", json=_entry(_uid("x"), questions=["图书角|阅览室"]) | {"updated_by": "a"})
+    assert post("/api/v1/knowledge/entries", json=_entry(_uid("x"), effective_from="soon")).status_code == 422
+    claimed = post("/api/v1/knowledge/entries", json=_entry(_uid("x")) | {"updated_by": "someone else"})
+    assert claimed.status_code == 422  # the editor is the account, not a name in the body
+    piped = post("/api/v1/knowledge/entries", json=_entry(_uid("x"), questions=["图书角|阅览室"]))
     assert piped.status_code == 422 and "separates" in piped.text  # '|' separates questions in CSV and XLSX
     entry_id = _by_external_id(api, external_id)["id"]  # type: ignore[index]
-    renamed = api.put(f"/api/v1/knowledge/entries/{entry_id}", json=_entry("another-id") | {"version": 1, "updated_by": "a"})
+    renamed = api.put(f"/api/v1/knowledge/entries/{entry_id}", json=_entry("another-id") | {"version": 1})
     assert renamed.status_code == 422 and renamed.json()["detail"]["code"] == "external_id_immutable"
     assert api.get("/api/v1/knowledge/entries/999999").status_code == 404
     assert api.get("/api/v1/knowledge/entries/999999/history").status_code == 404
-    missing = api.put("/api/v1/knowledge/entries/999999", json=_entry(external_id) | {"version": 1, "updated_by": "a"})
+    missing = api.put("/api/v1/knowledge/entries/999999", json=_entry(external_id) | {"version": 1})
     assert missing.status_code == 404 and missing.json()["detail"]["code"] == "entry_not_found"
 
 
@@ -511,7 +558,7 @@ def test_edited_entry_is_searchable_at_once(api: httpx.Client) -> None:
         tags=["航天"],
         effective_from=None,
     )
-    entry = api.post("/api/v1/knowledge/entries", json=moon | {"updated_by": "测试"}).json()
+    entry = api.post("/api/v1/knowledge/entries", json=moon).json()
     assert _search(api, "月球车停车证在哪里办")["hits"][0]["external_id"] == external_id
 
     mars = moon | {
@@ -519,14 +566,14 @@ def test_edited_entry_is_searchable_at_once(api: httpx.Client) -> None:
         "questions": ["火星基地怎么预约参观"],
         "answer": "火星基地参观请在航天小程序预约。",
     }
-    saved = api.put(f"/api/v1/knowledge/entries/{entry['id']}", json=mars | {"version": 1, "updated_by": "测试"})
+    saved = api.put(f"/api/v1/knowledge/entries/{entry['id']}", json=mars | {"version": 1})
     assert saved.status_code == 200, saved.text
     found = _search(api, "火星基地怎么预约参观")
     assert found["hits"][0]["external_id"] == external_id and found["hits"][0]["title"] == "火星基地参观预约"
     old = _search(api, "月球车停车证在哪里办")
     assert not (old["answered"] and old["hits"][0]["external_id"] == external_id)
 
-    assert api.delete(f"/api/v1/knowledge/entries/{entry['id']}", params={"updated_by": "测试"}).status_code == 200
+    assert api.delete(f"/api/v1/knowledge/entries/{entry['id']}").status_code == 200
     gone = _search(api, "火星基地怎么预约参观")
     assert external_id not in [hit["external_id"] for hit in gone["hits"]]
 

@@ -6,15 +6,19 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.embedded import app_server, free_port
 from bot.settings import Settings
+from tests.accounts import headers_for
 
 
 @pytest.fixture(scope="module")
-def api(database_url: str) -> Iterator[httpx.Client]:
+def api(database_url: str, session_factory: sessionmaker[Session]) -> Iterator[httpx.Client]:
+    """The live app as a grid worker's account: hit testing is open to every account, not only admins."""
     settings = Settings(database_url=database_url, rasa_url=f"http://127.0.0.1:{free_port()}", app_port=free_port())
-    with app_server(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+    headers = headers_for(session_factory, "worker-1")
+    with app_server(settings) as url, httpx.Client(base_url=url, timeout=30, headers=headers) as client:
         yield client
 
 

@@ -31,14 +31,14 @@ def _to(replies: list[dict[str, str]], contact: str) -> list[str]:
     return [r["text"] for r in replies if r["target_type"] == "contact" and r["target_id"] == contact]
 
 
-def _listed(chat: Chat, kind: str) -> list[dict[str, object]]:
-    response = chat.http.get("/api/v1/knowledge/questions", params={"kind": kind})
+def _listed(chat: Chat, kind: str, headers: dict[str, str]) -> list[dict[str, object]]:
+    response = chat.http.get("/api/v1/knowledge/questions", params={"kind": kind}, headers=headers)
     assert response.status_code == 200, response.text
     return response.json()
 
 
 def test_unanswerable_question_becomes_a_consult_ticket_and_the_answer_comes_back(
-    chat: Chat, resident: tuple[str, str], session_factory: sessionmaker[Session]
+    chat: Chat, resident: tuple[str, str], session_factory: sessionmaker[Session], admin_headers: dict[str, str]
 ) -> None:
     sender, name = resident
     question = "办护照需要准备什么材料"
@@ -53,14 +53,14 @@ def test_unanswerable_question_becomes_a_consult_ticket_and_the_answer_comes_bac
         assert ticket is not None and ticket.category == "咨询" and ticket.assignee_id == WORKER[0]
         asked = session.scalar(select(AskedQuestion).where(AskedQuestion.ticket_number == number))
         assert asked is not None and not asked.answered and asked.question == question
-    assert any(item["ticket_number"] == number for item in _listed(chat, "unanswered"))
+    assert any(item["ticket_number"] == number for item in _listed(chat, "unanswered", admin_headers))
 
     done = chat.say(f"办结 {number} 带身份证到市出入境接待大厅办理", group=None, sender=WORKER[0], name=WORKER[1])
     assert any("出入境接待大厅" in text and text.startswith(f"@{name} ") for text in _room(done)), done
 
 
 def test_unhelpful_answer_is_marked_and_handed_to_the_worker(
-    chat: Chat, resident: tuple[str, str], session_factory: sessionmaker[Session]
+    chat: Chat, resident: tuple[str, str], session_factory: sessionmaker[Session], admin_headers: dict[str, str]
 ) -> None:
     sender, name = resident
     answered = _room(chat.say("社区的高龄补贴怎么申请", group=GROUP, sender=sender, name=name, mention=True))
@@ -79,11 +79,11 @@ def test_unhelpful_answer_is_marked_and_handed_to_the_worker(
         assert asked is not None and asked.answered and asked.feedback == "unhelpful"
         assert asked.entry_external_id == "kb-elderly-allowance"
         question_id = asked.id
-    assert question_id in [item["id"] for item in _listed(chat, "unhelpful")]
+    assert question_id in [item["id"] for item in _listed(chat, "unhelpful", admin_headers)]
 
-    handled = chat.http.post(f"/api/v1/knowledge/questions/{question_id}/handled")
+    handled = chat.http.post(f"/api/v1/knowledge/questions/{question_id}/handled", headers=admin_headers)
     assert handled.status_code == 200
-    assert question_id not in [item["id"] for item in _listed(chat, "unhelpful")]
+    assert question_id not in [item["id"] for item in _listed(chat, "unhelpful", admin_headers)]
 
 
 def test_unhelpful_with_nothing_answered_asks_again(chat: Chat, resident: tuple[str, str]) -> None:
@@ -92,6 +92,8 @@ def test_unhelpful_with_nothing_answered_asks_again(chat: Chat, resident: tuple[
     assert len(room) == 1 and "再说一遍" in room[0], room
 
 
-def test_question_list_rejects_unknown_kinds(chat: Chat) -> None:
-    assert chat.http.get("/api/v1/knowledge/questions", params={"kind": "everything"}).status_code == 422
-    assert chat.http.post("/api/v1/knowledge/questions/999999/handled").status_code == 404
+def test_question_list_rejects_unknown_kinds(chat: Chat, admin_headers: dict[str, str]) -> None:
+    questions = "/api/v1/knowledge/questions"
+    assert chat.http.get(questions, params={"kind": "everything"}, headers=admin_headers).status_code == 422
+    assert chat.http.post(f"{questions}/999999/handled", headers=admin_headers).status_code == 404
+    assert chat.http.get(questions, params={"kind": "unanswered"}).status_code == 401  # the admins' list, not public

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -19,10 +20,10 @@ from arq import Retry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.channels.ratelimit import Budget, MemoryRateLimiter, RedisRateLimiter
 from bot.channels.sender import SendLimits, split_text
 from bot.channels.webchat import WebChatChannel, WebChatMessage
 from bot.notices import jobs
-from bot.notices.ratelimit import Budget, MemoryRateLimiter, RedisRateLimiter
 from bot.notices.render import current_notices_text, notice_text
 from bot.notices.runtime import limits_for
 from grid import notice_deliveries as deliveries
@@ -75,7 +76,7 @@ def sqlite_factory(tmp_path) -> Iterator[sessionmaker[Session]]:  # type: ignore
 
 def _plan(factory: sessionmaker[Session], notice_id: int) -> set[str]:
     with unit_of_work(factory) as session:
-        deliveries.plan_notice(session, notice_id, "webchat", utcnow())
+        deliveries.plan_notice(session, notice_id, utcnow())
     with factory() as session:
         return set(session.scalars(select(NoticeDelivery.group_id).where(NoticeDelivery.notice_id == notice_id)))
 
@@ -128,7 +129,7 @@ def test_racing_planners_create_one_row_per_group(factory: sessionmaker[Session]
     def plan() -> None:
         barrier.wait()
         with unit_of_work(factory) as session:
-            results.append(deliveries.plan_notice(session, notice_id, "webchat", utcnow()))
+            results.append(deliveries.plan_notice(session, notice_id, utcnow()))
 
     threads = [threading.Thread(target=plan) for _ in range(4)]
     for thread in threads:
@@ -286,7 +287,7 @@ def test_a_long_notice_is_split_to_the_channel_limit_and_each_part_sent_once(fac
     body = "".join(f"第{i}条：请居民带好证件到社区服务中心办理。" for i in range(1, 13))
     notice_id = new_notice(factory, NoticeTarget(grids=("grid-3",)), title=title, body=body)
     webchat = WebChatChannel(factory, "网格助手")
-    webchat.max_text_chars = 120  # a platform with a short limit
+    webchat.capabilities = replace(webchat.capabilities, max_text_chars=120)  # a platform with a short limit
     with factory() as session:
         before = session.scalar(select(func.max(WebChatMessage.id))) or 0
 
@@ -465,7 +466,7 @@ def test_cancel_mid_way_stops_what_has_not_gone_out(sqlite_factory: sessionmaker
 
 def test_rate_limit_settings_are_checked() -> None:
     webchat = WebChatChannel.__new__(WebChatChannel)
-    assert limits_for([webchat], "")["webchat"] == WebChatChannel.limits
+    assert limits_for([webchat], "")["webchat"] == WebChatChannel.capabilities.limits
     custom = limits_for([webchat], json.dumps({"webchat": {"per_account": 600, "per_group": None}}))["webchat"]
     assert (custom.per_account, custom.per_group, custom.window_seconds) == (600, None, 60.0)
     with pytest.raises(ValueError, match="NOTICE_RATE_LIMITS"):

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.settings import PROJECT_ROOT, Settings
 from grid.notices import Notice
 from storage.base import utcnow
+from tests.accounts import role_headers
 from tests.notice_world import engine_for, notice_database, transcript_counts
 from tests.servers import app_server, free_port
 
@@ -41,7 +42,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, sessi
 
 @pytest.fixture(scope="module")
 def api(world: tuple[str, sessionmaker[Session]]) -> Iterator[httpx.Client]:
-    url, _ = world
+    """The live app as an admin whose display name is recorded as the notices' author."""
+    url, factory = world
     settings = Settings(
         database_url=url,
         redis_url=None,
@@ -51,7 +53,8 @@ def api(world: tuple[str, sessionmaker[Session]]) -> Iterator[httpx.Client]:
         notice_rate_limits=NO_LIMITS,
         kb_embedding_model="none",
     )
-    with app_server(settings) as base, httpx.Client(base_url=base, timeout=30) as client:
+    headers = role_headers(factory, "admin", name="街道办小李")
+    with app_server(settings) as base, httpx.Client(base_url=base, timeout=30, headers=headers) as client:
         yield client
 
 
@@ -60,7 +63,6 @@ def _notice(**overrides: Any) -> dict[str, Any]:
         "title": "医保缴费提醒",
         "body": "2027年度城乡居民医保开始缴费，截止12月31日。",
         "target": {"all": True},
-        "author": "街道办小李",
     }
     return body | overrides
 
@@ -99,22 +101,23 @@ def test_create_deliver_list_detail_and_cancel(api: httpx.Client, world: tuple[s
     only_failed = api.get(f"/api/v1/notices/{notice['id']}", params={"delivery_status": "failed"}).json()
     assert only_failed["groups"] == []
 
-    finished = api.post(f"/api/v1/notices/{notice['id']}/cancel", json={"by": "街道办小李"})
+    assert notice["author"] == "街道办小李"  # the account's name, not a field of the body
+    finished = api.post(f"/api/v1/notices/{notice['id']}/cancel")
     assert finished.status_code == 409 and finished.json()["detail"]["code"] == "notice_finished"
 
     later = (utcnow() + timedelta(hours=3)).isoformat()
     scheduled = api.post("/api/v1/notices", json=_notice(title="明天停水", publish_at=later)).json()
     assert scheduled["status"] == "scheduled"
-    cancelled = api.post(f"/api/v1/notices/{scheduled['id']}/cancel", json={"by": "街道办小李"})
+    cancelled = api.post(f"/api/v1/notices/{scheduled['id']}/cancel")
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["status"] == "cancelled" and cancelled.json()["cancelled_by"] == "街道办小李"
-    again = api.post(f"/api/v1/notices/{scheduled['id']}/cancel", json={"by": "街道办小李"})
+    again = api.post(f"/api/v1/notices/{scheduled['id']}/cancel")
     assert again.status_code == 409 and "撤回" in again.json()["detail"]["message"]
 
 
 def test_unknown_notices_are_404(api: httpx.Client) -> None:
     assert api.get("/api/v1/notices/999999").status_code == 404
-    response = api.post("/api/v1/notices/999999/cancel", json={"by": "x"})
+    response = api.post("/api/v1/notices/999999/cancel")
     assert response.status_code == 404 and response.json()["detail"]["code"] == "notice_not_found"
 
 
@@ -139,7 +142,7 @@ BAD = {
     ),
     "expiry already past": (_notice(expires_at="2001-01-01T00:00:00+08:00"), "expires_before_publish"),
     "bad link": (_notice(link="javascript:alert(1)"), "bad_link"),
-    "no author": (_notice(author=""), None),
+    "author in the body": (_notice(author="冒名的人"), None),  # the author is the logged-in account
     "unknown field": (_notice(priority="high"), None),
 }
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,38 +17,12 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.settings import Settings
+from tests.accounts import role_headers
 from tests.notice_world import engine_for, notice_database, transcript_counts
+from tests.own_services import REDIS_SERVER, OwnRedis
 from tests.servers import app_server, free_port
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 pytestmark = pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="needs the redis-server binary")
-
-
-class OwnRedis:
-    """A throwaway redis-server on a fixed port, to stop and start again like an outage."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.folder = folder
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen([*args, "--dir", str(self.folder)], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout.strip() != b"PONG":
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -70,7 +42,7 @@ def world(tmp_path: Path) -> Iterator[tuple[str, sessionmaker[Session]]]:
 
 
 def _notice(title: str) -> dict[str, object]:
-    return {"title": title, "body": "本周六上午社区广场有义诊。", "target": {"all": True}, "author": "社区"}
+    return {"title": title, "body": "本周六上午社区广场有义诊。", "target": {"all": True}}
 
 
 def _detail(client: httpx.Client, notice_id: int) -> dict[str, object]:
@@ -103,7 +75,8 @@ def test_redis_down_keeps_notices_pending_and_sends_them_when_it_returns(
         kb_embedding_model="none",
     )
     caplog.set_level(logging.INFO)
-    with app_server(settings) as base, httpx.Client(base_url=base, timeout=30) as client:
+    headers = role_headers(factory, "admin", name="社区")
+    with app_server(settings) as base, httpx.Client(base_url=base, timeout=30, headers=headers) as client:
         before = client.post("/api/v1/notices", json=_notice("义诊（Redis 正常）")).json()
         assert before["queued"] is True
         assert _wait_sent(client, before["id"], 5, 20)["deliveries"]["sent"] == 5  # type: ignore[index]

@@ -24,6 +24,7 @@ from grid.service import LOCAL_TZ, Actor, TicketService
 from grid.stats import UnknownGrid, iso_week, local_day_range, ticket_stats
 from grid.workflow import Role
 from storage.engine import unit_of_work
+from tests.accounts import headers_for
 
 WORKER3 = Actor("worker-3", Role.WORKER)  # on duty in grid-3, gets every report of demo-grid-3
 FIRST_DAY, LAST_DAY = date(2021, 3, 1), date(2021, 3, 14)  # a Monday and the Sunday of the week after
@@ -130,10 +131,11 @@ def scenario(session_factory: sessionmaker[Session]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def api(database_url: str) -> Iterator[httpx.Client]:
-    """The real app over HTTP on this database; Rasa is not needed for statistics."""
+def api(database_url: str, session_factory: sessionmaker[Session]) -> Iterator[httpx.Client]:
+    """The real app over HTTP on this database, as the demo's read-only viewer; Rasa is not needed for statistics."""
     settings = Settings(database_url=database_url, rasa_url="http://127.0.0.1:9", app_port=free_port())
-    with app_server(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+    headers = headers_for(session_factory, "viewer")
+    with app_server(settings) as url, httpx.Client(base_url=url, timeout=30, headers=headers) as client:
         yield client
 
 

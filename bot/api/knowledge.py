@@ -1,6 +1,7 @@
 """Knowledge base over HTTP for admins: hit testing, and the questions it could not answer well.
 
-Entry editing, import/export and history live in bot/api/knowledge_admin.py.
+Entry editing, import/export and history live in bot/api/knowledge_admin.py. Any account may hit-test (a worker
+checking what the bot tells residents); the question lists are the admins' work queue.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from bot.api.local import ServicesDep
+from bot.api.deps import ServicesDep
+from bot.auth.deps import Admin, AnyAccount
 from grid.clock import LOCAL_TZ
 from grid.geography import ChatGroup, asker_regions
 from knowledge.hit_test import hit_test
@@ -57,7 +59,7 @@ class SearchOut(BaseModel):
 
 
 @router.post("/search", response_model=SearchOut)
-def search(body: SearchIn, services: ServicesDep) -> SearchOut:
+def search(body: SearchIn, _account: AnyAccount, services: ServicesDep) -> SearchOut:
     """What the bot would answer this question in this group, with the ranked candidates and their scores."""
     if not body.query.strip():
         raise HTTPException(422, "query is empty")
@@ -86,6 +88,7 @@ class AskedOut(BaseModel):
 
 @router.get("/questions", response_model=list[AskedOut])
 def questions(
+    _admin: Admin,
     services: ServicesDep,
     kind: Annotated[Literal["unanswered", "unhelpful"], Query(description="Handed to workers, or said not to help.")],
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -96,7 +99,7 @@ def questions(
 
 
 @router.post("/questions/{question_id}/handled", response_model=AskedOut)
-def mark_handled(question_id: int, services: ServicesDep) -> AskedOut:
+def mark_handled(question_id: int, _admin: Admin, services: ServicesDep) -> AskedOut:
     """An admin has dealt with it (added or fixed an entry, or decided none is needed): off the list."""
     with unit_of_work(services.session_factory) as session:
         row = session.get(AskedQuestion, question_id)

@@ -2,9 +2,9 @@
 
 Refusals carry a code and a reason, as the ticket API's do: 404 unknown entry, 409 when the entry was changed
 by someone else since the version the caller edited (or the external_id is taken), 413 for a file over the
-size limit, 415 for a format that is not YAML/CSV/XLSX, 422 for invalid content — with `errors: [{row, field,
-reason}]` naming every bad row of an import, of which nothing was written. Who edits comes from the request
-(`updated_by`) until the console adds accounts and sessions (issue #8).
+size limit, 415 for a format that is not YAML/CSV/XLSX (by the file's name, its declared type, or its first
+bytes), 422 for invalid content — with `errors: [{row, field, reason}]` naming every bad row of an import, of which
+nothing was written. Every route is for admins; the editor recorded is the logged-in account's display name.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
-from bot.api.local import ServicesDep
+from bot.api.deps import ServicesDep
+from bot.auth.accounts import Principal
+from bot.auth.deps import Admin
 from bot.runtime import Services
 from grid.clock import LOCAL_TZ
 from knowledge.admin import AdminError, ImportReport, KnowledgeAdmin
@@ -47,9 +49,23 @@ _STATUS = {
     "file_too_large": 413,
     "unsupported_format": 415,
     "multipart_required": 415,
+    "wrong_media_type": 415,
 }
 
-Editor = Annotated[str, Field(min_length=1, max_length=128, description="Recorded as the editor (accounts come with #8).")]
+# What browsers and spreadsheet programs declare for each format; octet-stream and an absent type are accepted for
+# any of them (curl, scripts), and CSV is often sent as Excel's type by Windows browsers.
+_GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
+_DECLARED_TYPES = {
+    Format.YAML: {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"},
+    Format.CSV: {"text/csv", "application/csv", "text/comma-separated-values", "text/plain", "application/vnd.ms-excel"},
+    Format.XLSX: {MEDIA_TYPES[Format.XLSX], "application/zip", "application/x-zip-compressed"},
+}
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _editor(principal: Principal) -> str:
+    """What the entry's history records as its editor: the account people recognise, not a free-typed name."""
+    return principal.display_name or principal.username
 
 
 class SourceOut(BaseModel):
@@ -87,14 +103,9 @@ class EntryPage(BaseModel):
     items: list[EntryOut]
 
 
-class EntryCreate(EntryIn):
-    updated_by: Editor
-
-
 class EntryUpdate(EntryIn):
     external_id: str | None = Field(default=None, description="Cannot change; may be left out.")  # type: ignore[assignment]
     version: int = Field(ge=1, description="The version this edit was made from; 409 if the entry has moved on since.")
-    updated_by: Editor
 
 
 class RevisionOut(BaseModel):
@@ -156,6 +167,7 @@ def _revision_out(revision: KnowledgeEntryRevision) -> RevisionOut:
 
 @router.get("/entries", response_model=EntryPage)
 def list_entries(
+    _account: Admin,
     services: ServicesDep,
     q: Annotated[str | None, Query(max_length=256, description="Only entries whose title contains this.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -167,7 +179,7 @@ def list_entries(
 
 
 @router.get("/entries/{entry_id}", response_model=EntryOut)
-def get_entry(entry_id: int, services: ServicesDep) -> EntryOut:
+def get_entry(entry_id: int, _account: Admin, services: ServicesDep) -> EntryOut:
     try:
         with unit_of_work(services.session_factory) as session:
             return _out(KnowledgeAdmin(session).get(entry_id))
@@ -176,26 +188,26 @@ def get_entry(entry_id: int, services: ServicesDep) -> EntryOut:
 
 
 @router.post("/entries", response_model=SavedEntryOut, status_code=201)
-def create_entry(body: EntryCreate, services: ServicesDep) -> EntryOut:
+def create_entry(body: EntryIn, account: Admin, services: ServicesDep) -> EntryOut:
     """A new entry; searchable by the bot at the next question."""
-    data = EntryIn.model_validate(body.model_dump(exclude={"updated_by"}))
     try:
         with unit_of_work(services.session_factory) as session:
-            return _out(KnowledgeAdmin(session).create(data, body.updated_by), changed=True)
+            return _out(KnowledgeAdmin(session).create(body, _editor(account)), changed=True)
     except AdminError as err:
         raise _admin_refusal(err) from None
 
 
 @router.put("/entries/{entry_id}", response_model=SavedEntryOut)
-def update_entry(entry_id: int, body: EntryUpdate, services: ServicesDep) -> EntryOut:
+def update_entry(entry_id: int, body: EntryUpdate, account: Admin, services: ServicesDep) -> EntryOut:
     """Replace the entry's content; `version` is the one the edit started from. Identical content changes nothing."""
+    editor = _editor(account)
     try:
         with unit_of_work(services.session_factory) as session:
             admin = KnowledgeAdmin(session)
             current = admin.get(entry_id)
-            fields = body.model_dump(exclude={"updated_by", "version"})
+            fields = body.model_dump(exclude={"version"})
             data = EntryIn.model_validate({**fields, "external_id": body.external_id or current.external_id})
-            entry, changed = admin.update(entry_id, data, body.version, body.updated_by)
+            entry, changed = admin.update(entry_id, data, body.version, editor)
             return _out(entry, changed=changed)
     except AdminError as err:
         raise _admin_refusal(err) from None
@@ -204,20 +216,20 @@ def update_entry(entry_id: int, body: EntryUpdate, services: ServicesDep) -> Ent
 @router.delete("/entries/{entry_id}", response_model=RevisionOut)
 def delete_entry(
     entry_id: int,
+    account: Admin,
     services: ServicesDep,
-    updated_by: Annotated[str, Query(min_length=1, max_length=128, description="Recorded as the editor.")],
     version: Annotated[int | None, Query(ge=1, description="The version shown when deleting; 409 if it changed.")] = None,
 ) -> RevisionOut:
     """Delete the entry; its history (with what it said) stays and is returned by /entries/{id}/history."""
     try:
         with unit_of_work(services.session_factory) as session:
-            return _revision_out(KnowledgeAdmin(session).delete(entry_id, updated_by, version))
+            return _revision_out(KnowledgeAdmin(session).delete(entry_id, _editor(account), version))
     except AdminError as err:
         raise _admin_refusal(err) from None
 
 
 @router.get("/entries/{entry_id}/history", response_model=list[RevisionOut])
-def entry_history(entry_id: int, services: ServicesDep) -> list[RevisionOut]:
+def entry_history(entry_id: int, _account: Admin, services: ServicesDep) -> list[RevisionOut]:
     """Every revision of the entry (matched on its external_id), oldest first — also after it was deleted."""
     try:
         with unit_of_work(services.session_factory) as session:
@@ -236,7 +248,6 @@ _UPLOAD_SCHEMA = {
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": ".yml/.yaml, .csv or .xlsx"},
-                        "updated_by": {"type": "string", "description": "Recorded as the editor (or as a query parameter)."},
                         "dry_run": {"type": "boolean", "description": "Validate and count, write nothing."},
                     },
                 }
@@ -254,22 +265,20 @@ _UPLOAD_SCHEMA = {
 )
 async def import_file(
     request: Request,
+    account: Admin,
     services: ServicesDep,
     dry_run: bool = False,
-    updated_by: Annotated[str | None, Query(max_length=128)] = None,
     format: Annotated[Literal["yaml", "csv", "xlsx"] | None, Query(description="Default: from the file name.")] = None,
 ) -> ImportOut:
     """Upsert entries by external_id from a file: every row is validated first, then all are written or none."""
-    content, filename, fields = await _read_upload(request)
-    editor = (fields.get("updated_by") or updated_by or "").strip()
-    if not editor or len(editor) > 128:
-        raise HTTPException(422, detail={"code": "updated_by_required", "message": "say who imports: updated_by"})
+    content, filename, declared, fields = await _read_upload(request)
     dry_run = dry_run or fields.get("dry_run", "").strip().lower() in ("1", "true", "yes", "on")
     try:
         fmt = format_for(filename, format)
     except FileRejected as err:
         raise _file_refusal(err) from None
-    report = await run_in_threadpool(_import, services, content, fmt, editor, dry_run)
+    _check_type(fmt, declared, content)
+    report = await run_in_threadpool(_import, services, content, fmt, _editor(account), dry_run)
     return ImportOut(
         dry_run=report.dry_run,
         created=len(report.created),
@@ -290,9 +299,9 @@ def _import(services: Services, content: bytes, fmt: Format, editor: str, dry_ru
         raise _admin_refusal(err) from None
 
 
-async def _read_upload(request: Request) -> tuple[bytes, str, dict[str, str]]:
-    """The uploaded file, its name and the other form fields; the body is counted as it streams in, so an
-    oversized upload is refused without being held in memory or spooled to disk."""
+async def _read_upload(request: Request) -> tuple[bytes, str, str, dict[str, str]]:
+    """The uploaded file, its name, its declared media type and the other form fields; the body is counted as it
+    streams in, so an oversized upload is refused without being held in memory or spooled to disk."""
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise _refusal("multipart_required", "send the file as multipart/form-data in the field 'file'")
     declared = request.headers.get("content-length", "")
@@ -331,9 +340,21 @@ async def _read_upload(request: Request) -> tuple[bytes, str, dict[str, str]]:
             raise _refusal("file_missing", "no file in the form field 'file'", [RowError(None, "file", "missing")])
         content = await upload.read()
         fields = {key: value for key, value in form.items() if isinstance(value, str)}
-        return content, upload.filename or "", fields
+        declared = (upload.content_type or "").split(";")[0].strip().lower()
+        return content, upload.filename or "", declared, fields
     finally:
         await form.close()
+
+
+def _check_type(fmt: Format, declared: str, content: bytes) -> None:
+    """Refuse (415) a file whose declared type or first bytes say it is not the format its name claims — a photo or
+    a PDF renamed to .xlsx, a workbook renamed to .csv — before any parser sees it."""
+    if declared not in _GENERIC_TYPES and declared not in _DECLARED_TYPES[fmt]:
+        message = f"the file is declared as {declared}, not {fmt.value}: upload a .yml, .csv or .xlsx file"
+        raise _refusal("wrong_media_type", message)
+    if content and (fmt is Format.XLSX) != content.startswith(_ZIP_MAGIC):
+        what = "is not an .xlsx workbook" if fmt is Format.XLSX else f"is a binary archive, not {fmt.value} text"
+        raise _refusal("wrong_media_type", f"the file {what}: upload a .yml, .csv or .xlsx file that matches its name")
 
 
 def _too_large() -> HTTPException:
@@ -342,7 +363,9 @@ def _too_large() -> HTTPException:
 
 @router.get("/export", response_class=Response, responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}})
 def export_entries(
-    services: ServicesDep, format: Annotated[Literal["yaml", "csv", "xlsx"], Query(description="File format.")] = "yaml"
+    _account: Admin,
+    services: ServicesDep,
+    format: Annotated[Literal["yaml", "csv", "xlsx"], Query(description="File format.")] = "yaml",
 ) -> Response:
     """Every entry as a file that `POST /import` (or `gridbot kb import`) reads back without changing anything."""
     fmt = Format(format)

@@ -5,27 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from bot.api.deps import ServicesDep
 from bot.channels.webchat import render
 from bot.messages import IncomingMessage, TargetType
 from bot.normalise import has_words
-from bot.runtime import Services
 from grid.geography import ChatGroup, Grid, Worker
 from storage.engine import unit_of_work
 
 router = APIRouter()
 CHAT_PAGE = Path(__file__).resolve().parent.parent / "web" / "static" / "chat.html"
-
-
-def get_services(request: Request) -> Services:
-    return request.app.state.services
-
-
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 class LocalMessageIn(BaseModel):
@@ -34,6 +27,9 @@ class LocalMessageIn(BaseModel):
     sender_name: str = Field(min_length=1, max_length=64)
     text: str
     mentions_bot: bool = False
+    message_id: str | None = Field(
+        default=None, max_length=128, description="The platform's id of the message: a redelivery with the same id is ignored."
+    )
 
 
 class Reply(BaseModel):
@@ -82,10 +78,10 @@ async def post_message(body: LocalMessageIn, services: ServicesDep) -> LocalMess
         text=text,
         group_id=group_id,
         mentions_bot=body.mentions_bot,
+        message_id=body.message_id,
     )
     services.webchat.record_incoming(message)
-    outgoing = await services.router.handle(message)
-    await services.webchat.deliver(outgoing)
+    outgoing = await services.intake.receive(message)
     return LocalMessageOut(
         replies=[Reply(target_type=o.target_type.value, target_id=o.target_id, text=render(o)) for o in outgoing]
     )

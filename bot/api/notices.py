@@ -2,7 +2,7 @@
 
 Refusals carry a code and a Chinese sentence: 422 for a notice that cannot be sent as given (empty title,
 unknown target codes, expiry before publish…; nothing is written), 404 unknown notice, 409 cancelling a
-notice that has finished. The author comes from the body until the console adds accounts (issue #8).
+notice that has finished. Admins create and cancel, recorded as their account's display name; any account reads.
 Times without a zone are read as the city's local time (Asia/Shanghai).
 """
 
@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.api.local import ServicesDep
+from bot.api.deps import ServicesDep
+from bot.auth.deps import Admin, AnyAccount
 from bot.notices.render import error_sentence
 from bot.notices.service import NoticeService
 from grid.clock import LOCAL_TZ
@@ -77,11 +78,6 @@ class NoticeIn(BaseModel):
     target: TargetIn
     publish_at: datetime | None = Field(default=None, description="Default and any past time: now.")
     expires_at: datetime | None = Field(default=None, description="Default: current until cancelled.")
-    author: str = Field(min_length=1, max_length=AUTHOR_MAX)
-
-
-class CancelIn(BaseModel):
-    by: str = Field(min_length=1, max_length=AUTHOR_MAX)
 
 
 class NoticeOut(BaseModel):
@@ -126,6 +122,11 @@ class CancelledOut(NoticeOut):
     stopped: int = Field(description="Deliveries stopped by this cancel (nothing of them had gone out).")
 
 
+def _name(name: str) -> str:
+    """An account's name as a notice records its author or canceller (the column is AUTHOR_MAX long)."""
+    return name[:AUTHOR_MAX]
+
+
 def _local(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
@@ -142,12 +143,12 @@ def _out(session: Session, notice: Notice, model: type[NoticeOut] = NoticeOut, *
 
 
 @router.post("", response_model=CreatedOut, status_code=201)
-async def create(body: NoticeIn, services: ServicesDep, notices: NoticeServiceDep) -> CreatedOut:
+async def create(body: NoticeIn, account: Admin, services: ServicesDep, notices: NoticeServiceDep) -> CreatedOut:
     """Store the notice and queue its planning for the publish time (every targeted group, once)."""
     draft = NoticeDraft(
         title=body.title,
         body=body.body,
-        author=body.author,
+        author=_name(account.display_name or account.username),
         target=body.target.to_target(),
         publish_at=_local(body.publish_at),
         expires_at=_local(body.expires_at),
@@ -171,6 +172,7 @@ async def create(body: NoticeIn, services: ServicesDep, notices: NoticeServiceDe
 
 @router.get("", response_model=list[NoticeOut])
 def list_notices(
+    _account: AnyAccount,
     services: ServicesDep,
     status: Literal["scheduled", "sending", "done", "cancelled"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -193,6 +195,7 @@ def list_notices(
 @router.get("/{notice_id}", response_model=NoticeDetail)
 def detail(
     notice_id: int,
+    _account: AnyAccount,
     services: ServicesDep,
     delivery_status: Annotated[
         Literal["pending", "sending", "sent", "failed", "cancelled", "expired"] | None,
@@ -234,11 +237,11 @@ def detail(
 
 
 @router.post("/{notice_id}/cancel", response_model=CancelledOut)
-def cancel(notice_id: int, body: CancelIn, services: ServicesDep) -> CancelledOut:
+def cancel(notice_id: int, account: Admin, services: ServicesDep) -> CancelledOut:
     """Stop every group's delivery that has not gone out; 409 when the notice has already finished."""
     try:
         with unit_of_work(services.session_factory) as session:
-            _, stopped = cancel_notice(session, notice_id, body.by)
+            _, stopped = cancel_notice(session, notice_id, _name(account.display_name or account.username))
     except NoticeError as err:
         raise _refusal(err) from None
     with unit_of_work(services.session_factory) as session:

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from bot.api.local import ServicesDep
+from bot.api.deps import ServicesDep
 from grid import open311 as mapping
 from grid.categories import load_categories
 from grid.geography import Department, Grid

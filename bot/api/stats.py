@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.api.local import ServicesDep
+from bot.api.deps import ServicesDep
+from bot.auth.deps import AnyAccount
 from grid.clock import LOCAL_TZ
 from grid.stats import UnknownGrid, local_day_range, ticket_stats
 from storage.engine import unit_of_work
@@ -51,6 +52,20 @@ class RecurringProblemOut(_FromDomain):
     count: int
 
 
+class CategoryWeekCountOut(_FromDomain):
+    week: str
+    category: str
+    count: int
+
+
+class GridRecurringProblemOut(_FromDomain):
+    grid_code: str
+    grid_name: str
+    category: str
+    location: str
+    count: int
+
+
 class StatsOut(BaseModel):
     """Rates are fractions in 0..1 and null when there is nothing to divide; values are unrounded."""
 
@@ -79,10 +94,17 @@ class StatsOut(BaseModel):
     top_recurring: list[RecurringProblemOut] = Field(
         description="Up to 5 (category, location) pairs reported at least twice, most often first."
     )
+    by_category_week: list[CategoryWeekCountOut] = Field(
+        default_factory=list, description="Tickets per (ISO week, category), non-zero pairs only, in week order."
+    )
+    recurring_by_grid: list[GridRecurringProblemOut] = Field(
+        default_factory=list, description="Per grid, up to 5 (category, location) pairs reported at least twice."
+    )
 
 
 @router.get("/api/v1/stats", response_model=StatsOut)
 def stats(
+    _account: AnyAccount,
     services: ServicesDep,
     from_: Annotated[
         date | None, Query(alias="from", description="First local day, YYYY-MM-DD; default: 29 days before `to`.")
@@ -95,6 +117,7 @@ def stats(
     """Ticket statistics over local days `from`..`to` (both included), by default the last 30 days.
 
     A plain (not async) handler: FastAPI runs it in a worker thread, so the blocking query never stalls the chat.
+    Any logged-in account may read the figures (viewers are the leaders who watch them).
     """
     last = to or datetime.now(LOCAL_TZ).date()
     first = from_ or last - timedelta(days=DEFAULT_DAYS - 1)

@@ -2,19 +2,27 @@
 
 Refusals carry the reason: 404 unknown ticket, 409 when the ticket's state does not allow the action (or
 someone changed it first), 403 when this actor may not act on this ticket, 422 for a malformed request.
-Who the actor is comes from the body until the console adds accounts and sessions (issue #8).
+
+The actor is the logged-in account (bot/auth): a worker account acts as its grid worker (a lead's as community
+lead) and sees only the tickets of its grid (a lead: of its community's grids) — any other is 403, listing another
+grid too; viewers read everything and act on nothing; admins read and act on everything and alone may act for
+someone else (`actor_id`/`actor_role`, e.g. recording a department's answer), which is logged.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
-from bot.api.local import ServicesDep
+from bot.api.deps import ServicesDep
+from bot.auth.accounts import Principal
+from bot.auth.deps import AnyAccount, Staff, refusal
+from bot.auth.models import AccountRole
 from bot.texts import error_text
 from bot.ticket_notices import notices_for
 from grid.service import Actor, TicketService
@@ -24,6 +32,7 @@ from storage.base import utcnow
 from storage.engine import unit_of_work
 
 router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
+log = logging.getLogger(__name__)
 
 _NOT_FOUND = {"ticket_not_found", "unknown_worker", "unknown_department", "unknown_group", "unknown_grid"}
 _FORBIDDEN = {"not_assignee", "not_your_department", "not_your_community", "not_reporter", "role_not_allowed"}
@@ -71,11 +80,16 @@ class ActionIn(BaseModel):
     action: Literal[
         "dispatch", "accept", "transfer", "escalate", "return", "resolve", "review", "reject", "cancel", "merge", "triage"
     ]
-    actor_id: str = Field(min_length=1, max_length=128)
-    actor_role: Literal["worker", "lead", "department", "admin", "resident"] | None = Field(
-        default=None, description="Defaults to the actor's registered role (worker/lead), else resident."
+    actor_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Admins only: act for this person (default: the logged-in account itself).",
     )
-    department_code: str | None = Field(default=None, description="Required with actor_role=department.")
+    actor_role: Literal["worker", "lead", "department", "admin", "resident"] | None = Field(
+        default=None, description="Admins only, with actor_id; defaults to that person's registered role (worker/lead)."
+    )
+    department_code: str | None = Field(default=None, description="Admins only: required with actor_role=department.")
     note: str = Field(default="", max_length=2000, description="Result for resolve, reason for transfer/escalate/return/triage.")
     target: str | None = Field(default=None, description="Worker (transfer, dispatch), department (escalate) or ticket (merge).")
     colour: Literal["red", "yellow", "blue"] | None = None
@@ -102,8 +116,22 @@ def _refusal(err: TicketError) -> HTTPException:
     return HTTPException(status, detail={"code": err.code, "message": error_text(err.code, err.params)})
 
 
+def visible(principal: Principal, ticket: Ticket) -> bool:
+    """Admins and viewers see every ticket; a worker account those of its grid(s) and any assigned to it."""
+    if principal.role is not AccountRole.WORKER:
+        return True
+    assigned = principal.worker_id is not None and ticket.assignee_id == principal.worker_id
+    return ticket.grid_code in principal.grid_codes or assigned
+
+
+def _require_visible(principal: Principal, ticket: Ticket) -> None:
+    if not visible(principal, ticket):
+        raise refusal(403, "not_your_grid", number=ticket.number)
+
+
 @router.get("", response_model=list[TicketOut])
 async def list_tickets(
+    principal: AnyAccount,
     services: ServicesDep,
     status: str | None = None,
     grid: str | None = None,
@@ -127,26 +155,36 @@ async def list_tickets(
     if overdue is not None:
         late = Ticket.status_in(OPEN_STATUSES) & (Ticket.deadline_at < utcnow())
         query = query.where(late if overdue else ~late)
+    if principal.role is AccountRole.WORKER:
+        if grid is not None and grid not in principal.grid_codes:
+            raise refusal(403, "grid_not_yours", grid=grid)
+        mine = Ticket.grid_code.in_(sorted(principal.grid_codes))
+        query = query.where(or_(mine, Ticket.assignee_id == principal.worker_id) if principal.worker_id else mine)
     with unit_of_work(services.session_factory) as session:
         return [_out(t) for t in session.scalars(query.limit(limit).offset(offset))]
 
 
 @router.get("/{number}", response_model=TicketDetail)
-async def get_ticket(number: str, services: ServicesDep) -> TicketOut:
+async def get_ticket(number: str, principal: AnyAccount, services: ServicesDep) -> TicketOut:
     with unit_of_work(services.session_factory) as session:
         try:
-            return _out(TicketService(session).get(number), detail=True)
+            ticket = TicketService(session).get(number)
         except TicketError as err:
             raise _refusal(err) from None
+        _require_visible(principal, ticket)
+        return _out(ticket, detail=True)
 
 
 @router.post("/{number}/actions", response_model=TicketDetail)
-async def act(number: str, body: ActionIn, services: ServicesDep) -> TicketOut:
-    """One step of the loop; whoever it concerns is told in chat, as when the step is taken in chat."""
+async def act(number: str, body: ActionIn, principal: Staff, services: ServicesDep) -> TicketOut:
+    """One step of the loop as the logged-in account; whoever it concerns is told in chat, as in chat."""
     try:
         with unit_of_work(services.session_factory) as session:
             service = TicketService(session)
-            actor = _actor(service, body)
+            actor = _actor(service, principal, body)
+            _require_visible(principal, service.get(number))
+            if body.action == "merge" and body.target:
+                _require_visible(principal, service.get(body.target))
             ticket = _apply(service, number, actor, body)
             notices = notices_for(session, ticket, body.action, actor.id, body.note)
             result = _out(ticket, detail=True)
@@ -157,7 +195,18 @@ async def act(number: str, body: ActionIn, services: ServicesDep) -> TicketOut:
     return result
 
 
-def _actor(service: TicketService, body: ActionIn) -> Actor:
+def _actor(service: TicketService, principal: Principal, body: ActionIn) -> Actor:
+    """Who the step is recorded as: the account's worker, the admin, or (admins only) the person named."""
+    acting_for = body.actor_role is not None or body.department_code is not None
+    if principal.role is AccountRole.WORKER:
+        if acting_for or (body.actor_id is not None and body.actor_id != principal.worker_id) or not principal.worker_id:
+            raise refusal(403, "act_for_others")
+        return service.actor_for(principal.worker_id)
+    if body.actor_id is None:
+        if acting_for:
+            raise HTTPException(422, "actor_role and department_code go with actor_id (the person acted for)")
+        return Actor(principal.username, Role.ADMIN)
+    log.info("admin %s acts on a ticket for %s (%s)", principal.username, body.actor_id, body.actor_role or "registered role")
     if body.actor_role == "department":
         if not body.department_code:
             raise HTTPException(422, "actor_role department needs department_code")

@@ -14,8 +14,9 @@ from datetime import datetime
 from sqlalchemy import String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from bot.channels.base import Capabilities, ChannelBase, Health, HealthStatus, Intake
 from bot.channels.sender import SendLimits
-from bot.messages import IncomingMessage, OutgoingMessage, TargetType
+from bot.messages import IncomingMessage, Media, Mention, OutgoingMessage, TargetType
 from storage.base import Base, utcnow
 from storage.engine import unit_of_work
 from storage.types import UTCDateTime
@@ -37,22 +38,32 @@ class WebChatMessage(Base):
 
 
 def render(message: OutgoingMessage) -> str:
-    """WeChat shows an @mention as '@name' before the text; the web chat does the same."""
+    """WeChat shows an @mention as '@name' before the text; the web chat does the same, and media as links."""
     prefix = "".join(f"@{m.name} " for m in message.mentions)
-    return prefix + message.text
+    attachments = "".join(f"\n[{m.kind.value}] {m.url}" for m in message.media)
+    return (prefix + message.text + attachments).strip()
 
 
-class WebChatChannel:
+class WebChatChannel(ChannelBase):
     name = "webchat"
-    max_text_chars = 4000
     # The bot's one account here. No platform limits the web chat; the conservative defaults keep pushes
-    # paced as they will be on WeChat, so the demo and the tests show the real behaviour.
+    # paced as they will be on WeChat, so the demo and the tests show the real behaviour. Replies are written
+    # straight into the transcript (a local channel), so reply limits never apply.
     account = BOT_SENDER_ID
-    limits = SendLimits()
+    capabilities = Capabilities(max_text_chars=4000, can_send_media=True, limits=SendLimits())
 
     def __init__(self, factory: sessionmaker[Session], bot_name: str) -> None:
         self._factory = factory
         self._bot_name = bot_name
+
+    async def start(self, intake: Intake) -> None:
+        """Messages arrive through the HTTP API (bot/api/local.py), which calls the intake itself."""
+
+    async def stop(self) -> None:
+        pass
+
+    def health(self) -> Health:
+        return Health(HealthStatus.UP, account=self.account)
 
     def record_incoming(self, message: IncomingMessage) -> None:
         target_type, target_id = (
@@ -88,9 +99,14 @@ class WebChatChannel:
         if messages:
             await asyncio.to_thread(self._record_outgoing, messages)
 
-    async def send_to_room(self, room_id: str, text: str, *, key: str) -> None:
-        """RoomSender: a notice part in its own transaction (notice delivery uses write_to_room instead)."""
-        await self.deliver([OutgoingMessage(TargetType.ROOM, room_id, text)])
+    async def say_to_room(self, room_id: str, text: str, mentions: Sequence[Mention] = (), *, key: str) -> None:
+        await self.deliver([OutgoingMessage(TargetType.ROOM, room_id, text, tuple(mentions))])
+
+    async def say_to_contact(self, contact_id: str, text: str, *, key: str) -> None:
+        await self.deliver([OutgoingMessage(TargetType.CONTACT, contact_id, text)])
+
+    async def send_media(self, target_type: TargetType, target_id: str, media: Media, *, key: str) -> None:
+        await self.deliver([OutgoingMessage(target_type, target_id, "", media=(media,))])
 
     def write_to_room(self, session: Session, room_id: str, text: str) -> None:
         """LocalRoomSender: the transcript row joins the caller's transaction, beside its delivery record."""

@@ -8,7 +8,6 @@ it within NOTICE_SWEEP_SECONDS.
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -19,9 +18,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from bot.logging_setup import configure_logging
 from bot.notices.render import error_sentence
-from bot.notices.runtime import PLAN_JOB, namespace_for, plan_job_id
-from bot.settings import Settings, get_settings
+from bot.notices.runtime import PLAN_JOB, plan_job_id
+from bot.settings import Settings, get_settings, namespace_for
 from grid.clock import LOCAL_TZ
 from grid.geography import ChatGroup
 from grid.notices import (
@@ -233,7 +233,7 @@ def worker() -> None:
     if not settings.redis_url:
         console.print("[red]gridbot worker needs REDIS_URL; without Redis the app runs notice jobs itself[/red]")
         raise typer.Exit(code=2)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     quiet_arq_job_lines()
     standalone_worker(settings).run()
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from arq import Retry
 
+from bot.channels.ratelimit import Budget, budgets_for, take_slot
 from bot.channels.sender import LocalRoomSender, RoomSender, SendError, split_text
-from bot.notices.ratelimit import Budget, budgets_for, take_slot
 from bot.notices.runtime import DELIVER_JOB, PLAN_JOB, NoticeRuntime
 from grid import notice_deliveries as deliveries
 from grid.notice_deliveries import Claim, NoticeProgress, PlanResult, Skip
@@ -51,7 +51,7 @@ def _defer(seconds: float) -> Retry:
 
 def _plan(rt: NoticeRuntime, notice_id: int) -> tuple[PlanResult, list[int]]:
     with unit_of_work(rt.factory) as session:
-        result = deliveries.plan_notice(session, notice_id, rt.channel, utcnow())
+        result = deliveries.plan_notice(session, notice_id, utcnow())
         ids = deliveries.delivery_ids(session, notice_id) if result.status == NoticeStatus.SENDING else []
     return result, ids
 

@@ -7,7 +7,6 @@ arq worker, or the embedded LocalQueue).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import random
@@ -16,14 +15,12 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.channels.ratelimit import RateLimiter
 from bot.channels.sender import RoomSender, SendLimits
 from bot.notices.queue import JobQueue
-from bot.notices.ratelimit import RateLimiter
 from bot.notices.render import notice_text
 from bot.settings import Settings
 from grid.notice_deliveries import NoticeProgress
@@ -35,22 +32,6 @@ log = logging.getLogger(__name__)
 PLAN_JOB = "plan_notice"
 DELIVER_JOB = "deliver_notice"
 _ENQUEUE_CONCURRENCY = 200
-
-
-def namespace_for(settings: Settings) -> str:
-    """Prefix of every Redis key notices use (queue, job ids, rate limits).
-
-    Derived from the database unless set: processes on the same database share jobs; two installations (or
-    two test runs) sharing one Redis never run each other's jobs against the wrong database.
-    """
-    if settings.notice_namespace:
-        return settings.notice_namespace
-    url = make_url(settings.database_url)
-    database = url.database or ""
-    if url.get_backend_name() == "sqlite" and database and database != ":memory:":
-        database = str(Path(database).resolve())
-    identity = f"{url.get_backend_name()}://{url.host or ''}:{url.port or ''}/{database}"
-    return "gridbot:" + hashlib.sha256(identity.encode()).hexdigest()[:10]
 
 
 def limits_for(senders: Iterable[RoomSender], raw: str) -> dict[str, SendLimits]:
@@ -161,7 +142,6 @@ class NoticeRuntime:
     queue: JobQueue
     namespace: str
     policy: DeliveryPolicy
-    channel: str = "webchat"  # where groups live until issue #7 gives each group its own channel
     progress: ProgressLog = field(default_factory=ProgressLog)
     _texts: OrderedDict[int, str] = field(default_factory=OrderedDict)
 

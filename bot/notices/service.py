@@ -18,13 +18,13 @@ from datetime import datetime
 from arq import ArqRedis
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.channels.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from bot.channels.sender import RoomSender
 from bot.notices.jobs import FUNCTIONS
 from bot.notices.queue import ArqQueue, JobQueue, LocalQueue
-from bot.notices.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from bot.notices.runtime import DeliveryPolicy, NoticeRuntime, limits_for, namespace_for
+from bot.notices.runtime import DeliveryPolicy, NoticeRuntime, limits_for
 from bot.notices.worker import queue_name, quiet_arq_job_lines, supervise_in_app_worker, sweep_forever
-from bot.settings import Settings
+from bot.settings import Settings, namespace_for
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,6 @@ class NoticeService:
             queue=queue,
             namespace=namespace,
             policy=DeliveryPolicy.from_settings(settings),
-            channel=settings.notice_channel,
         )
         if self._local is not None:
             self._local.ctx["notices"] = self.runtime

@@ -15,12 +15,12 @@ from typing import Any
 from arq import Worker, func
 from arq.connections import RedisSettings
 
+from bot.channels.ratelimit import RedisRateLimiter
 from bot.channels.webchat import WebChatChannel
 from bot.notices.jobs import DELIVER_JOB, PLAN_JOB, deliver_notice, plan_notice, sweep
 from bot.notices.queue import ArqQueue
-from bot.notices.ratelimit import RedisRateLimiter
-from bot.notices.runtime import DeliveryPolicy, NoticeRuntime, limits_for, namespace_for
-from bot.settings import Settings
+from bot.notices.runtime import DeliveryPolicy, NoticeRuntime, limits_for
+from bot.settings import Settings, namespace_for
 from storage.engine import make_engine, make_session_factory
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,6 @@ def standalone_worker(settings: Settings) -> Worker:
             queue=ArqQueue(pool, queue_name(namespace)),
             namespace=namespace,
             policy=DeliveryPolicy.from_settings(settings),
-            channel=settings.notice_channel,
         )
         ctx["notices"] = runtime
         ctx["notice_sweep"] = asyncio.create_task(sweep_forever(runtime, settings.notice_sweep_seconds))
@@ -128,10 +127,12 @@ async def _close(worker: Worker) -> None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=ARQ_CLOSE_WARNING, category=DeprecationWarning)
             await worker.close()
-    except (Exception, asyncio.CancelledError):
+    except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
+    except Exception as exc:  # Redis down at shutdown: nothing left to close cleanly, and shutdown must go on
+        log.info("notice worker closed without Redis: %s", exc)
 
 
 async def supervise_in_app_worker(settings: Settings, runtime: NoticeRuntime, retry_seconds: float = 10.0) -> None:

@@ -1,0 +1,342 @@
+"""End-to-end throughput and latency under concurrency, beside the floor of this design (Rasa's /model/parse).
+
+    .venv/bin/python -m bench.e2e                       concurrency 1, 8 and 32, every resident sends each text 3×
+    .venv/bin/python -m bench.e2e --rounds 1 --soak 600 and then a 10-minute soak at ≥ 50 msg/s
+
+Runs what a deployment runs, as separate processes: one Rasa server (tracker and lock store in Redis) and
+one `gridbot serve` app process on a fresh PostgreSQL database with the demo data (`--database sqlite` for
+the embedded default). Messages go through the web chat API → router → Rasa → actions → database; the
+floor is the same texts sent to Rasa's /model/parse at the same concurrency, so the ratio p50 e2e / p50
+parse is what this project adds around NLU. Each simulated resident is a distinct sender (and a new one
+every round), so conversations never wait on each other's Rasa lock and no tracker grows without bound.
+
+Peak RSS is each process's VmHWM (psutil is not a dependency; /proc is enough on Linux). The soak samples
+VmRSS every 10 s and prints first/last/max and the slope. Figures mean little on a machine shared with other
+work: compare them with the floor measured in the same run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from bench.e2e_latency import CHATTER, QUESTIONS, percentile
+from bot import rasa_process
+from bot.app_process import app_process, stop
+from bot.deferred import DeferredMessage
+from bot.demo import load_demo
+from bot.settings import Settings, namespace_for
+from storage.engine import make_engine
+from tests.servers import free_port, fresh_postgres
+
+GROUPS = ("demo-grid-1", "demo-grid-2", "demo-grid-3", "demo-grid-4")
+TEXTS: list[tuple[str, bool]] = [(q, True) for q in QUESTIONS] + [(c, False) for c in CHATTER]
+TARGET_OVERHEAD = 1.5
+TARGET_RATE = 50.0
+SAMPLE_SECONDS = 10.0
+console = Console(width=max(Console().width, 120))  # the tables stay readable in a log file
+
+
+@dataclass
+class Stack:
+    app_url: str
+    rasa_url: str
+    pids: dict[str, int]  # "app" / "rasa" → pid
+    database_url: str
+
+    def deferred(self) -> int:
+        """Messages the app held because Rasa did not answer in time: answered 200 ("please wait"), yet a failure."""
+        engine = make_engine(self.database_url)
+        try:
+            with engine.connect() as conn:
+                return conn.scalar(select(func.count()).select_from(DeferredMessage)) or 0
+        finally:
+            engine.dispose()
+
+
+@dataclass
+class Run:
+    """Latencies (s) of one path at one concurrency, and its wall time."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    wall: float = 0.0
+    deferred: int = 0  # held for Rasa (e2e only), filled in by the caller
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.wall if self.wall else 0.0
+
+    def p(self, q: float) -> float:
+        return percentile(self.latencies, q) * 1000 if self.latencies else float("nan")
+
+
+# --- processes -------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def database(kind: str, workdir: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        url = f"sqlite:///{workdir / 'bench.db'}"
+        load_demo(url, updated_by="bench")
+        yield url
+        return
+    with fresh_postgres(os.environ.get("BENCH_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")) as url:
+        load_demo(url, updated_by="bench")
+        yield url
+
+
+@contextmanager
+def stack(kind: str, redis_url: str, model: Path | None = None) -> Iterator[Stack]:
+    """Rasa and the app as separate processes on a fresh database; every Redis key of the run deleted afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix="gridbot-bench-e2e-"))
+    key_prefix = f"gridbotbench{uuid.uuid4().hex[:8]}"
+    app_port, rasa_port = free_port(), free_port()
+    rasa_url = f"http://127.0.0.1:{rasa_port}"
+    model = model or rasa_process.ensure_model(console.print)  # trains only when the training data changed
+    with database(kind, workdir) as database_url, ExitStack() as stack:  # processes stop before the database goes
+        stack.callback(_delete_keys, redis_url, [f"{key_prefix}*", f"{namespace_for(Settings(database_url=database_url))}:*"])
+        endpoints = rasa_process.write_endpoints(
+            workdir / "endpoints.yml", f"http://127.0.0.1:{app_port}/webhook", redis_url, key_prefix
+        )
+        rasa = rasa_process.start_rasa(model, rasa_port, endpoints, workdir / "rasa.log")
+        stack.callback(stop, rasa)
+        env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "RASA_URL": rasa_url}
+        app = stack.enter_context(app_process(app_port, env, workdir / "app.log"))
+        console.print(f"waiting for Rasa to load the model… (logs in {workdir})")
+        rasa_process.wait_ready(rasa_url, rasa, timeout=300)
+        yield Stack(app.url, rasa_url, {"app": app.pid, "rasa": rasa.pid}, database_url)
+
+
+def _delete_keys(redis_url: str, patterns: list[str]) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for pattern in patterns:
+            for key in client.scan_iter(pattern, count=1000):
+                client.unlink(key)
+    finally:
+        client.close()
+
+
+def memory_kb(pid: int, field_name: str) -> int:
+    """VmRSS (now) or VmHWM (peak) of a process and its descendants, in kB (0 once it has gone)."""
+    total = 0
+    for member in _tree(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith(f"{field_name}:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def _tree(pid: int) -> list[int]:
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            for child in task.read_text().split():
+                pids += _tree(int(child))
+        except OSError:
+            continue
+    return pids
+
+
+# --- load --------------------------------------------------------------------------------------------------------
+
+
+Sender = Callable[[httpx.AsyncClient, int, int, str, bool], Awaitable[None]]
+
+
+def e2e_sender(app_url: str, tag: str) -> Sender:
+    async def send(http: httpx.AsyncClient, worker: int, round_no: int, text: str, mention: bool) -> None:
+        payload = {
+            "group_id": GROUPS[worker % len(GROUPS)],
+            "sender_id": f"bench-{tag}-{worker}-{round_no}",
+            "sender_name": "压测",
+            "text": text,
+            "mentions_bot": mention,
+        }
+        (await http.post(f"{app_url}/api/v1/local/messages", json=payload)).raise_for_status()
+
+    return send
+
+
+def parse_sender(rasa_url: str) -> Sender:
+    async def send(http: httpx.AsyncClient, worker: int, round_no: int, text: str, mention: bool) -> None:
+        (await http.post(f"{rasa_url}/model/parse", json={"text": text})).raise_for_status()
+
+    return send
+
+
+async def drive(send: Sender, concurrency: int, rounds: int, *, rate: float | None = None, seconds: float = 0.0,
+                on_tick: Callable[[Run], None] | None = None) -> Run:  # fmt: skip
+    """`concurrency` residents each send every text `rounds` times (a new resident each round); or, with `seconds`,
+    keep sending for that long, paced at `rate` messages/s overall (as fast as it goes when the machine is slower)."""
+    run = Run()
+    started = time.perf_counter()
+    counter = itertools.count()
+
+    async def resident(worker: int, http: httpx.AsyncClient) -> None:
+        for round_no in itertools.count():
+            if not seconds and round_no >= rounds:
+                return
+            for text, mention in TEXTS[worker % len(TEXTS) :] + TEXTS[: worker % len(TEXTS)]:
+                if seconds:
+                    # Open loop: the next slot of the pace; a machine slower than the pace sends as fast as it can.
+                    due = started + next(counter) / rate if rate else time.perf_counter()
+                    if due >= started + seconds or time.perf_counter() >= started + seconds:
+                        return
+                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                sent = time.perf_counter()
+                try:
+                    await send(http, worker, round_no, text, mention)
+                except httpx.HTTPError:
+                    run.errors += 1
+                    continue
+                run.latencies.append(time.perf_counter() - sent)
+
+    async def ticker() -> None:
+        while on_tick is not None:
+            await asyncio.sleep(SAMPLE_SECONDS)
+            run.wall = time.perf_counter() - started
+            on_tick(run)
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        tick = asyncio.create_task(ticker())
+        await asyncio.gather(*(resident(w, http) for w in range(concurrency)))
+        tick.cancel()
+    run.wall = time.perf_counter() - started
+    return run
+
+
+# --- reports -----------------------------------------------------------------------------------------------------
+
+
+def levels_table(results: list[tuple[int, Run, Run]]) -> Table:
+    table = Table(title="web chat end to end vs. Rasa /model/parse at the same concurrency (ms)")
+    for column in ("concurrency", "path", "messages", "errors", "held", "p50", "p99", "msg/s", "e2e/parse p50 (≤ 1.5×)"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for concurrency, parse, e2e in results:
+        ratio = e2e.p(0.5) / parse.p(0.5)
+        verdict = "[green]✓[/green]" if ratio <= TARGET_OVERHEAD else "[red]✗[/red]"
+        for name, run in (("parse floor", parse), ("e2e", e2e)):
+            table.add_row(
+                str(concurrency), name, str(len(run.latencies)), str(run.errors), str(run.deferred) if name == "e2e" else "",
+                f"{run.p(0.5):.0f}", f"{run.p(0.99):.0f}",
+                f"{run.rate:.1f}", f"{ratio:.2f}× {verdict}" if name == "e2e" else "",
+            )  # fmt: skip
+    return table
+
+
+def rss_table(pids: dict[str, int]) -> Table:
+    table = Table(title="peak RSS (VmHWM, with child processes)")
+    table.add_column("process")
+    table.add_column("pid", justify="right")
+    table.add_column("peak MB", justify="right")
+    for name, pid in pids.items():
+        table.add_row(name, str(pid), f"{memory_kb(pid, 'VmHWM') / 1024:.0f}")
+    return table
+
+
+def soak(app: Stack, seconds: float, rate: float, concurrency: int) -> None:
+    samples: list[tuple[float, dict[str, float]]] = []
+
+    def sample(run: Run) -> None:
+        rss = {name: memory_kb(pid, "VmRSS") / 1024 for name, pid in app.pids.items()}
+        samples.append((run.wall, rss))
+        shown = ", ".join(f"{name} {mb:.0f} MB" for name, mb in rss.items())
+        console.print(f"  {run.wall:5.0f} s: {len(run.latencies)} messages ({run.rate:.1f}/s), {run.errors} errors; RSS {shown}")
+
+    console.print(f"[bold]soak[/bold]: {seconds:.0f} s at up to {rate:.0f} msg/s, {concurrency} residents at a time")
+    held = app.deferred()
+    run = asyncio.run(drive(e2e_sender(app.app_url, f"soak{uuid.uuid4().hex[:4]}"), concurrency, 0,
+                            rate=rate, seconds=seconds, on_tick=sample))  # fmt: skip
+    sample(run)
+    run.deferred = app.deferred() - held
+    ok = run.errors == 0 and run.deferred == 0 and run.rate >= TARGET_RATE
+    console.print(
+        f"soak: {len(run.latencies)} messages in {run.wall:.0f} s = {run.rate:.1f} msg/s "
+        f"({'[green]✓' if ok else '[red]✗'} target ≥ {TARGET_RATE:.0f} msg/s sustained with no errors[/]), "
+        f"{run.errors} errors, {run.deferred} held for Rasa, p50 {run.p(0.5):.0f} ms, p99 {run.p(0.99):.0f} ms"
+    )
+    table = Table(title="RSS over the soak (MB; slope by least squares, second half = after warm-up)")
+    for column in ("process", "first", "last", "max", "slope MB/min", "slope 2nd half MB/min", "flat?"):
+        table.add_column(column, justify="left" if column == "process" else "right")
+    for name in app.pids:
+        times = [t for t, _ in samples]
+        values = [rss[name] for _, rss in samples]
+        half = len(samples) // 2
+        slope = _slope(times, values)
+        late = _slope(times[half:], values[half:])
+        # Flat: what the late slope would add over a 10-minute run stays under 2 % of the process's size.
+        flat = abs(late * 10) <= 0.02 * max(values)
+        table.add_row(
+            name, f"{values[0]:.0f}", f"{values[-1]:.0f}", f"{max(values):.0f}", f"{slope:+.2f}", f"{late:+.2f}",
+            ("[green]✓[/green]" if flat else "[red]✗[/red]") if len(samples) >= 6 else "too short",
+        )  # fmt: skip
+    console.print(table)
+    console.print("target: RSS flat over a 10-minute run of 30,000 messages (--soak 600 at ≥ 50 msg/s)")
+
+
+def _slope(times: list[float], values: list[float]) -> float:
+    """MB per minute."""
+    if len(times) < 2 or len(set(times)) < 2:
+        return 0.0
+    return statistics.linear_regression(times, values).slope * 60
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="times each resident sends each of the 15 texts")
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32], help="concurrencies to measure")
+    parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS", help="then keep sending this long")
+    parser.add_argument("--soak-rate", type=float, default=TARGET_RATE, help="messages/s the soak aims at")
+    parser.add_argument("--soak-concurrency", type=int, default=32, help="residents sending at once during the soak")
+    parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    parser.add_argument("--model", type=Path, help="a trained Rasa model; default: the current data's (trained if missing)")
+    args = parser.parse_args()
+
+    with stack(args.database, args.redis, args.model) as app:
+        # Warm-up (model caches, connection pools, first-request imports) is not measured.
+        asyncio.run(drive(e2e_sender(app.app_url, "warm"), 2, 1))
+        results = []
+        for concurrency in args.levels:
+            parse = asyncio.run(drive(parse_sender(app.rasa_url), concurrency, args.rounds))
+            held = app.deferred()
+            e2e = asyncio.run(drive(e2e_sender(app.app_url, f"c{concurrency}"), concurrency, args.rounds))
+            e2e.deferred = app.deferred() - held
+            console.print(f"concurrency {concurrency}: parse p50 {parse.p(0.5):.0f} ms, e2e p50 {e2e.p(0.5):.0f} ms")
+            results.append((concurrency, parse, e2e))
+        console.print(levels_table(results))
+        console.print(
+            f"targets (2 cores): p50 e2e ≤ {TARGET_OVERHEAD}× the parse floor; ≥ {TARGET_RATE:.0f} msg/s sustained with "
+            "no errors (held = Rasa timed out, the resident was told to wait); RSS flat over 10 minutes / 30,000 "
+            "messages. Figures from a shared or loaded machine mean little."
+        )
+        console.print(rss_table(app.pids))
+        if args.soak:
+            soak(app, args.soak, args.soak_rate, args.soak_concurrency)
+            console.print(rss_table(app.pids))
+
+
+if __name__ == "__main__":
+    main()

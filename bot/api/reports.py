@@ -1,0 +1,190 @@
+"""The street office's weekly report as an XLSX workbook: the week's figures, categories, grids, recurring problems
+and every ticket reported in it.
+
+`GET /api/v1/reports/weekly?week=2026-W48[&grid=grid-1]`: ISO week in local time (Asia/Shanghai), by default the
+current one. The figures are the same as `GET /api/v1/stats` for that week's seven days (grid/stats.py), so the
+download and the dashboard never disagree. Any logged-in account may download it (viewers are its readers).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from openpyxl import Workbook
+from openpyxl.styles import Font
+from openpyxl.worksheet.worksheet import Worksheet
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.api.deps import ServicesDep
+from bot.auth.deps import AnyAccount
+from bot.texts import text
+from grid.clock import LOCAL_TZ
+from grid.geography import Grid, Worker
+from grid.stats import TicketStats, UnknownGrid, iso_week, local_day_range, ticket_stats
+from grid.tickets import Ticket
+from storage.engine import unit_of_work
+
+router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
+
+
+@dataclass(frozen=True)
+class Week:
+    label: str
+    first: date
+    last: date
+
+
+def parse_week(value: str | None, today: date) -> Week:
+    """ISO week "2026-W48" as Monday..Sunday; None: the week of `today`. 422 for anything else or a non-existent week."""
+    if value is None:
+        monday = today - timedelta(days=today.weekday())
+    else:
+        match = _WEEK.match(value.strip())
+        if match is None:
+            raise _bad_week(value)
+        try:
+            monday = date.fromisocalendar(int(match[1]), int(match[2]), 1)
+        except ValueError:
+            raise _bad_week(value) from None
+    return Week(iso_week(monday), monday, monday + timedelta(days=6))
+
+
+def _bad_week(value: str) -> HTTPException:
+    return HTTPException(422, detail={"code": "bad_week", "message": text("console.errors.bad_week", week=value)})
+
+
+def _t(key: str, **params: object) -> str:
+    return text(f"console.report.{key}", **params)
+
+
+def _local(moment: datetime | None) -> str:
+    return moment.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+def _rate(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+def _table(sheet: Worksheet, header: list[str], rows: list[list[object]]) -> None:
+    sheet.append(header)
+    for cell in sheet[sheet.max_row]:
+        cell.font = Font(bold=True)
+    for row in rows:
+        sheet.append(row)
+    for column, title in zip(sheet.columns, header, strict=False):
+        width = max([len(str(title)) * 2, *(min(len(str(c.value or "")), 40) * 2 for c in column)]) + 2
+        sheet.column_dimensions[column[0].column_letter].width = min(width, 60)
+
+
+def build_workbook(session: Session, week: Week, grid: str | None) -> bytes:
+    """The report as XLSX bytes; raises UnknownGrid for an unknown grid code."""
+    start, end = local_day_range(week.first, week.last)
+    figures: TicketStats = ticket_stats(session, start=start, end=end, grid_code=grid)
+    c = "columns."
+    book = Workbook()
+    summary = book.active
+    summary.title = _t("sheets.summary")
+    grid_name = session.get(Grid, grid).name if grid else None
+    summary.append([_t("title", week=week.label, first=week.first.isoformat(), last=week.last.isoformat())])
+    summary["A1"].font = Font(bold=True, size=14)
+    summary.append([_t("scope_grid", grid=grid_name) if grid_name else _t("scope_all")])
+    summary.append([_t("generated", time=_local(datetime.now(LOCAL_TZ)))])
+    summary.append([])
+    f = "figures."
+    rows: list[list[object]] = [
+        [_t(f + "total"), figures.total],
+        [_t(f + "excluded"), figures.excluded_from_rates],
+        [_t(f + "resolved"), figures.resolved],
+        [_t(f + "resolved_on_time"), figures.resolved_on_time],
+        [_t(f + "on_time_rate"), _rate(figures.on_time_rate)],
+        [_t(f + "rated"), figures.rated],
+        [_t(f + "satisfied"), figures.satisfied],
+        [_t(f + "satisfaction_rate"), _rate(figures.satisfaction_rate)],
+        [
+            _t(f + "average_handling_hours"),
+            "" if figures.average_handling_hours is None else round(figures.average_handling_hours, 1),
+        ],
+        [_t(f + "overdue_now"), figures.overdue_now],
+    ]
+    _table(summary, [_t(c + "figure"), _t(c + "value")], rows)
+    _table(
+        book.create_sheet(_t("sheets.categories")),
+        [_t(c + "category"), _t(c + "count")],
+        [[x.category, x.count] for x in figures.by_category],
+    )
+    _table(
+        book.create_sheet(_t("sheets.grids")),
+        [_t(c + "grid_code"), _t(c + "grid"), _t(c + "count")],
+        [[x.grid_code, x.grid_name, x.count] for x in figures.by_grid],
+    )
+    _table(
+        book.create_sheet(_t("sheets.recurring")),
+        [_t(c + "grid"), _t(c + "category"), _t(c + "location"), _t(c + "count")],
+        [[x.grid_name, x.category, x.location, x.count] for x in figures.recurring_by_grid],
+    )
+    _table(book.create_sheet(_t("sheets.tickets")), *_ticket_rows(session, start, end, grid))
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _ticket_rows(session: Session, start: datetime, end: datetime, grid: str | None) -> tuple[list[str], list[list[object]]]:
+    c = "columns."
+    header = [
+        _t(c + k)
+        for k in (
+            "number", "grid_code", "category", "colour", "status", "location", "description",
+            "created_at", "deadline_at", "resolved_at", "assignee", "rating",
+        )
+    ]  # fmt: skip
+    query = select(Ticket).where(Ticket.created_at >= start, Ticket.created_at < end).order_by(Ticket.id)
+    if grid is not None:
+        query = query.where(Ticket.grid_code == grid)
+    names: dict[str, str] = {worker_id: name for worker_id, name in session.execute(select(Worker.id, Worker.name))}
+    rows: list[list[object]] = [
+        [
+            t.number,
+            t.grid_code,
+            t.category,
+            text(f"colours.{t.colour}"),
+            text(f"statuses.{t.status}"),
+            t.location,
+            t.description,
+            _local(t.created_at),
+            _local(t.deadline_at),
+            _local(t.resolved_at),
+            names.get(t.assignee_id or "", t.assignee_id or ""),
+            t.rating or "",
+        ]
+        for t in session.scalars(query)
+    ]
+    return header, rows
+
+
+@router.get("/weekly", response_class=Response, responses={200: {"content": {XLSX_TYPE: {}}}, 404: {}, 422: {}})
+def weekly_report(
+    _account: AnyAccount,
+    services: ServicesDep,
+    week: Annotated[str | None, Query(max_length=16, description="ISO week such as 2026-W48; default: this week.")] = None,
+    grid: Annotated[
+        str | None, Query(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$", description="One grid; default: all.")
+    ] = None,
+) -> Response:
+    """The week's report as an .xlsx download (a plain handler: the query and the workbook run in a worker thread)."""
+    chosen = parse_week(week, datetime.now(LOCAL_TZ).date())
+    with unit_of_work(services.session_factory) as session:
+        try:
+            content = build_workbook(session, chosen, grid)
+        except UnknownGrid:
+            raise HTTPException(404, f"unknown grid '{grid}'") from None
+    name = f"weekly-report-{chosen.label}{'-' + grid if grid else ''}.xlsx"
+    return Response(content, media_type=XLSX_TYPE, headers={"Content-Disposition": f'attachment; filename="{name}"'})
