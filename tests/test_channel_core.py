@@ -351,3 +351,21 @@ def test_the_local_chat_can_be_switched_off_for_public_servers(tmp_path) -> None
     assert {"/api/v1/local/messages", "/api/v1/local/transcript"} <= on and chat_on == 200
     assert not any(p.startswith("/api/v1/local") for p in off) and chat_off == 404
     assert "/api/v1/channels" in off
+
+
+def test_a_message_whose_handling_failed_is_handled_again_when_redelivered(factory: sessionmaker[Session]) -> None:
+    platform = RecordingPlatform()
+    intake = _intake(factory, platform)  # its router is None: handling a mapped group's message fails
+    message = IncomingMessage("fakechat", "wxid_2", "居民", "路灯坏了", group_id="demo-grid-1", message_id="m-fail")
+
+    async def attempt() -> str:
+        try:
+            await intake.receive(message)
+        except AttributeError:
+            return "failed"
+        return "dropped as a redelivery"
+
+    async def scenario() -> list[str]:
+        return [await attempt(), await attempt()]
+
+    assert asyncio.run(scenario()) == ["failed", "failed"]

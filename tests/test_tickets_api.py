@@ -130,3 +130,25 @@ def test_result_photos_are_kept_with_the_step_and_sent_to_connectors(as_: As, se
     with session_factory() as session:
         payloads = session.scalars(select(OutboxMessage.payload).where(OutboxMessage.topic == "resolve")).all()
         assert any(p["ticket"]["number"] == number and p["photos"] == photos for p in payloads)
+
+
+def test_viewers_see_residents_phone_and_room_numbers_masked(as_: As, session_factory: sessionmaker[Session]) -> None:
+    with unit_of_work(session_factory) as session:
+        number = (
+            TicketService(session)
+            .file_report(
+                group_id="demo-grid-2",
+                reporter_id=f"r-{uuid.uuid4().hex[:6]}",
+                reporter_name="居民小李",
+                description="楼道漏水 联系我13812345678",
+                location=f"{uuid.uuid4().int % 90 + 10}号楼2单元301室",
+            )
+            .ticket.number
+        )
+    admin = as_("admin").get(f"/api/v1/tickets/{number}").json()
+    viewer = as_("viewer").get(f"/api/v1/tickets/{number}").json()
+    listed = {t["number"]: t for t in as_("viewer").get("/api/v1/tickets", params={"limit": 200}).json()}
+    assert "13812345678" in admin["description"] and "301室" in admin["location"]
+    assert "138****5678" in viewer["description"] and "13812345678" not in viewer["description"]
+    assert viewer["location"].endswith("2单元***室")
+    assert listed[number]["description"] == viewer["description"]

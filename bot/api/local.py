@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,6 +15,7 @@ from bot.api.deps import ServicesDep
 from bot.channels.webchat import render
 from bot.messages import IncomingMessage, TargetType
 from bot.normalise import has_words
+from bot.runtime import Services
 from grid.geography import ChatGroup, Grid, Worker
 from storage.engine import unit_of_work
 
@@ -67,10 +69,8 @@ async def post_message(body: LocalMessageIn, services: ServicesDep) -> LocalMess
     if not has_words(text):
         raise HTTPException(422, "text has no words (only emoji, punctuation or spaces): the bot cannot act on it")
     group_id = body.group_id or None
-    if group_id is not None:
-        with unit_of_work(services.session_factory) as session:
-            if session.get(ChatGroup, group_id) is None:
-                raise HTTPException(404, f"unknown group '{group_id}': map the group to a grid first")
+    if group_id is not None and not await asyncio.to_thread(_group_exists, services, group_id):
+        raise HTTPException(404, f"unknown group '{group_id}': map the group to a grid first")
     message = IncomingMessage(
         channel=services.webchat.name,
         sender_id=body.sender_id.strip(),
@@ -80,11 +80,16 @@ async def post_message(body: LocalMessageIn, services: ServicesDep) -> LocalMess
         mentions_bot=body.mentions_bot,
         message_id=body.message_id,
     )
-    services.webchat.record_incoming(message)
+    await asyncio.to_thread(services.webchat.record_incoming, message)
     outgoing = await services.intake.receive(message)
     return LocalMessageOut(
         replies=[Reply(target_type=o.target_type.value, target_id=o.target_id, text=render(o)) for o in outgoing]
     )
+
+
+def _group_exists(services: Services, group_id: str) -> bool:
+    with unit_of_work(services.session_factory) as session:
+        return session.get(ChatGroup, group_id) is not None
 
 
 @router.get("/api/v1/local/transcript", response_model=TranscriptOut, tags=["web chat"])

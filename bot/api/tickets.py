@@ -23,6 +23,7 @@ from bot.api.deps import ServicesDep
 from bot.auth.accounts import Principal
 from bot.auth.deps import AnyAccount, Staff, refusal
 from bot.auth.models import AccountRole
+from bot.privacy import mask_for_group
 from bot.texts import error_text
 from bot.ticket_notices import notices_for
 from grid.service import Actor, TicketService
@@ -99,13 +100,24 @@ class ActionIn(BaseModel):
     )
 
 
-def _out(ticket: Ticket, detail: bool = False) -> TicketOut:
+# Free text residents and workers wrote, where phone and room numbers may stand.
+_PERSONAL_FIELDS = ("description", "location", "result")
+
+
+def _out(ticket: Ticket, principal: Principal, detail: bool = False) -> TicketOut:
+    """A ticket as this account may see it: viewers (leaders reading figures) get residents' phone and room
+    numbers masked; workers and admins need them to reach the door."""
     now = utcnow()
     values = {name: getattr(ticket, name) for name in TicketOut.model_fields if name != "overdue"}
+    masked = principal.role is AccountRole.VIEWER
+    if masked:
+        values.update({name: mask_for_group(values[name]) for name in _PERSONAL_FIELDS if values[name]})
     overdue = ticket.is_open and ticket.deadline_at < now
     if not detail:
         return TicketOut(**values, overdue=overdue)
     events = [EventOut.model_validate(e, from_attributes=True) for e in ticket.events]
+    if masked:
+        events = [e.model_copy(update={"note": mask_for_group(e.note)}) if e.note else e for e in events]
     return TicketDetail(**values, overdue=overdue, events=events, co_reporters=[c.reporter_id for c in ticket.co_reporters])
 
 
@@ -161,7 +173,7 @@ async def list_tickets(
         mine = Ticket.grid_code.in_(sorted(principal.grid_codes))
         query = query.where(or_(mine, Ticket.assignee_id == principal.worker_id) if principal.worker_id else mine)
     with unit_of_work(services.session_factory) as session:
-        return [_out(t) for t in session.scalars(query.limit(limit).offset(offset))]
+        return [_out(t, principal) for t in session.scalars(query.limit(limit).offset(offset))]
 
 
 @router.get("/{number}", response_model=TicketDetail)
@@ -172,7 +184,7 @@ async def get_ticket(number: str, principal: AnyAccount, services: ServicesDep) 
         except TicketError as err:
             raise _refusal(err) from None
         _require_visible(principal, ticket)
-        return _out(ticket, detail=True)
+        return _out(ticket, principal, detail=True)
 
 
 @router.post("/{number}/actions", response_model=TicketDetail)
@@ -187,7 +199,7 @@ async def act(number: str, body: ActionIn, principal: Staff, services: ServicesD
                 _require_visible(principal, service.get(body.target))
             ticket = _apply(service, number, actor, body)
             notices = notices_for(session, ticket, body.action, actor.id, body.note)
-            result = _out(ticket, detail=True)
+            result = _out(ticket, principal, detail=True)
     except TicketError as err:
         raise _refusal(err) from None
     await services.router.expect_ratings(services.webchat.name, notices)

@@ -58,7 +58,8 @@ class Health:
 
 class Intake(Protocol):
     async def receive(self, message: IncomingMessage) -> list[OutgoingMessage]:
-        """Take one message from a platform: de-duplicated, routed, and every reply sent (or queued to be)."""
+        """Take one message from a platform: de-duplicated, routed, and every reply sent (or queued to be);
+        returns the replies as they went out."""
         ...
 
 

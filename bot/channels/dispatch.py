@@ -84,10 +84,11 @@ class Dispatcher:
         self._mask = mask_for_group
         self._retry = retry or RetryPolicy()
 
-    async def send(self, messages: Sequence[OutgoingMessage], origin: str) -> None:
-        """Deliver a turn's messages; returns once each is sent or safely queued for retry."""
+    async def send(self, messages: Sequence[OutgoingMessage], origin: str) -> list[OutgoingMessage]:
+        """Deliver a turn's messages; returns once each is sent or safely queued for retry, with the messages as
+        they went out (channel resolved, group texts masked)."""
         if not messages:
-            return
+            return []
         routed = await asyncio.to_thread(self._route, messages, origin)
         local: dict[str, list[OutgoingMessage]] = {}
         remote: list[OutgoingMessage] = []
@@ -103,6 +104,7 @@ class Dispatcher:
         if remote:
             row_ids = await asyncio.to_thread(self._queue, remote)
             await self._attempt(row_ids)
+        return routed
 
     async def retry_due(self, limit: int = 200) -> int:
         """Send pending rows whose time has come, oldest first; returns how many went out."""

@@ -47,13 +47,19 @@ class MessageIntake:
         if not await self._dedup.first_time(message.channel, message.message_id):
             log.info("redelivered message %s on %s ignored", message.message_id, message.channel)
             return []
-        if message.group_id is not None and not await asyncio.to_thread(self._is_mapped, message.group_id):
-            outgoing = self._unmapped(message)
-        else:
-            media_reply = await handle_media(self._factory, message)  # a bare picture or voice note (bot/photos.py)
-            outgoing = media_reply if media_reply is not None else await self._router.handle(message)
-        await self._dispatcher.send(outgoing, origin=message.channel)
-        return outgoing
+        try:
+            if message.group_id is not None and not await asyncio.to_thread(self._is_mapped, message.group_id):
+                outgoing = self._unmapped(message)
+            else:
+                media_reply = await handle_media(self._factory, message)  # a bare picture or voice note (bot/photos.py)
+                outgoing = media_reply if media_reply is not None else await self._router.handle(message)
+            return await self._dispatcher.send(outgoing, origin=message.channel)
+        except BaseException:
+            # Not handled (the database went away mid-turn): the platform's redelivery, or the client's retry
+            # with the same id, must get through. A turn that did reach Rasa and is run again is safe: the
+            # ticket service recognises the same resident's same report as a duplicate.
+            await self._dedup.forget(message.channel, message.message_id)
+            raise
 
     def _is_mapped(self, group_id: str) -> bool:
         with unit_of_work(self._factory) as session:
