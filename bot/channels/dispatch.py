@@ -114,13 +114,14 @@ class Dispatcher:
     # --- routing ---------------------------------------------------------------------------------------
 
     def _route(self, messages: Sequence[OutgoingMessage], origin: str) -> list[OutgoingMessage]:
-        routed = []
+        if all(m.channel for m in messages):  # replies name their channel: no lookup, no transaction
+            return [self._masked(m, m.channel or origin) for m in messages]
         with unit_of_work(self._factory) as session:
-            for message in messages:
-                channel = message.channel or self._home_channel(session, message) or origin
-                text = self._mask(message.text) if message.target_type is TargetType.ROOM else message.text
-                routed.append(replace(message, channel=channel, text=text))
-        return routed
+            return [self._masked(m, m.channel or self._home_channel(session, m) or origin) for m in messages]
+
+    def _masked(self, message: OutgoingMessage, channel: str) -> OutgoingMessage:
+        text = self._mask(message.text) if message.target_type is TargetType.ROOM else message.text
+        return replace(message, channel=channel, text=text)
 
     @staticmethod
     def _home_channel(session: Session, message: OutgoingMessage) -> str | None:
