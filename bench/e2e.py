@@ -25,10 +25,11 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -78,6 +79,11 @@ class Run:
     errors: int = 0
     wall: float = 0.0
     deferred: int = 0  # held for Rasa (e2e only), filled in by the caller
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds each process spent during the run
+
+    def cpu_ms_per_message(self) -> str:
+        count = max(len(self.latencies), 1)
+        return " + ".join(f"{name} {1000 * seconds / count:.0f}" for name, seconds in self.cpu.items())
 
     @property
     def rate(self) -> float:
@@ -145,6 +151,26 @@ def memory_kb(pid: int, field_name: str) -> int:
         except OSError:
             continue
     return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its descendants so far (from /proc, like memory_kb)."""
+    total = 0
+    for member in _tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pids: dict[str, int], load: Coroutine[Any, Any, Run]) -> Run:
+    """Run the load and note each process's CPU time spent meanwhile (what a message costs, not just waits)."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    result = asyncio.run(load)
+    result.cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    return result
 
 
 def _tree(pid: int) -> list[int]:
@@ -232,7 +258,8 @@ async def drive(send: Sender, concurrency: int, rounds: int, *, rate: float | No
 
 def levels_table(results: list[tuple[int, Run, Run]]) -> Table:
     table = Table(title="web chat end to end vs. Rasa /model/parse at the same concurrency (ms)")
-    for column in ("concurrency", "path", "messages", "errors", "held", "p50", "p99", "msg/s", "e2e/parse p50 (≤ 1.5×)"):
+    columns = ("concurrency", "path", "messages", "errors", "held", "p50", "p99", "msg/s", "CPU ms/msg", "e2e/parse p50 (≤ 1.5×)")
+    for column in columns:
         table.add_column(column, justify="left" if column == "path" else "right")
     for concurrency, parse, e2e in results:
         ratio = e2e.p(0.5) / parse.p(0.5)
@@ -241,9 +268,21 @@ def levels_table(results: list[tuple[int, Run, Run]]) -> Table:
             table.add_row(
                 str(concurrency), name, str(len(run.latencies)), str(run.errors), str(run.deferred) if name == "e2e" else "",
                 f"{run.p(0.5):.0f}", f"{run.p(0.99):.0f}",
-                f"{run.rate:.1f}", f"{ratio:.2f}× {verdict}" if name == "e2e" else "",
+                f"{run.rate:.1f}", run.cpu_ms_per_message(), f"{ratio:.2f}× {verdict}" if name == "e2e" else "",
             )  # fmt: skip
     return table
+
+
+def cpu_ceiling(results: list[tuple[int, Run, Run]]) -> str:
+    """The most messages/s this machine's cores could give at the CPU cost measured: the bound before any waiting."""
+    cores = os.cpu_count() or 1
+    _, parse, e2e = results[-1]
+    per = {name: 1000 * sum(run.cpu.values()) / max(len(run.latencies), 1) for name, run in (("parse", parse), ("e2e", e2e))}
+    return (
+        f"CPU per message (all processes, highest concurrency): e2e {per['e2e']:.0f} ms, parse alone {per['parse']:.0f} ms"
+        f" → at most {cores * 1000 / per['e2e']:.0f} msg/s end to end and {cores * 1000 / per['parse']:.0f} parses/s"
+        f" on {cores} cores with every core busy"
+    )
 
 
 def rss_table(pids: dict[str, int]) -> Table:
@@ -320,9 +359,9 @@ def main() -> None:
         asyncio.run(drive(e2e_sender(app.app_url, "warm"), 2, 1))
         results = []
         for concurrency in args.levels:
-            parse = asyncio.run(drive(parse_sender(app.rasa_url), concurrency, args.rounds))
+            parse = measured(app.pids, drive(parse_sender(app.rasa_url), concurrency, args.rounds))
             held = app.deferred()
-            e2e = asyncio.run(drive(e2e_sender(app.app_url, f"c{concurrency}"), concurrency, args.rounds))
+            e2e = measured(app.pids, drive(e2e_sender(app.app_url, f"c{concurrency}"), concurrency, args.rounds))
             e2e.deferred = app.deferred() - held
             console.print(f"concurrency {concurrency}: parse p50 {parse.p(0.5):.0f} ms, e2e p50 {e2e.p(0.5):.0f} ms")
             results.append((concurrency, parse, e2e))
@@ -332,6 +371,7 @@ def main() -> None:
             "no errors (held = Rasa timed out, the resident was told to wait); RSS flat over 10 minutes / 30,000 "
             "messages. Figures from a shared or loaded machine mean little."
         )
+        console.print(cpu_ceiling(results))
         console.print(rss_table(app.pids))
         if args.soak:
             soak(app, args.soak, args.soak_rate, args.soak_concurrency)

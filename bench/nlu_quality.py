@@ -25,7 +25,6 @@ from rich.console import Console
 from rich.table import Table
 
 from bot import nlu_eval, rasa_process
-from bot.embedded import free_port
 from bot.expectations import MemoryExpectations
 from bot.group_settings import GroupPolicy
 from bot.normalise import normalise
@@ -78,7 +77,7 @@ async def trigger_rates(rasa_url: str, settings: Settings) -> tuple[float, int, 
 
     async def answered(line: str) -> bool:
         text = normalise(line, settings.bot_name)
-        return bool(text) and await router.worth_answering(text, None, policy)
+        return bool(text) and await router.unaddressed_parse(text, None, policy) is not None
 
     chatter = [line for line in CHATTER.read_text(encoding="utf-8").splitlines() if line.strip()]
     false_triggers = [line for line in chatter if await answered(line)]
@@ -91,7 +90,8 @@ async def trigger_rates(rasa_url: str, settings: Settings) -> tuple[float, int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--current-only", action="store_true",
+        "--current-only",
+        action="store_true",
         help="score only config.yml's own model (no baseline training): for a quick look while working on data",
     )
     args = parser.parse_args()
@@ -130,15 +130,8 @@ def main() -> None:
 
 
 def trigger_run(model: Path, workdir: Path, settings: Settings) -> tuple[float, int, float, int, list[str]]:
-    port = free_port()
-    endpoints = rasa_process.write_endpoints(workdir / "endpoints.yml", "http://127.0.0.1:9/webhook", None)
-    process = rasa_process.start_rasa(model, port, endpoints, workdir / f"rasa-{port}.log")
-    try:
-        rasa_process.wait_ready(f"http://127.0.0.1:{port}", process)
-        return asyncio.run(trigger_rates(f"http://127.0.0.1:{port}", settings))
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with rasa_process.serving(model, workdir) as url:
+        return asyncio.run(trigger_rates(url, settings))
 
 
 if __name__ == "__main__":

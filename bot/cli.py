@@ -214,6 +214,39 @@ def kb_questions(
     console.print(table)
 
 
+@nlu_app.command("calibrate")
+def nlu_calibrate(
+    rasa_url: str = typer.Option("", help="A running Rasa server to ask; default: start one with the current model."),
+) -> None:
+    """Sweep the unaddressed-request threshold on tests/data/nlu_calibration.yml and recommend one."""
+    import tempfile
+
+    from rich.table import Table
+
+    from bot import nlu_calibration, rasa_process
+    from bot.settings import Settings
+
+    settings = Settings()
+    if rasa_url:
+        rows, chosen, scored = nlu_calibration.calibrate(rasa_url, settings)
+    else:
+        model = rasa_process.ensure_model(console.print)
+        with rasa_process.serving(model, Path(tempfile.mkdtemp(prefix="gridbot-calibrate-"))) as url:
+            rows, chosen, scored = nlu_calibration.calibrate(url, settings)
+    nlu_calibration.write_report(rows, chosen, scored)
+    table = Table(title=f"unaddressed messages answered, by threshold ({len(scored)} calibration lines)")
+    for column in ("threshold", "chatter answered", "requests answered"):
+        table.add_column(column, justify="right")
+    for row in rows[::5] + ([chosen] if chosen not in rows[::5] else []):
+        mark = " ←" if row == chosen else ""
+        table.add_row(f"{row.threshold:.2f}{mark}", f"{row.false_triggers:.1%}", f"{row.requests_answered:.1%}")
+    console.print(table)
+    console.print(
+        f"recommended request_confidence {chosen.threshold:.2f} (lowest with ≤ {nlu_calibration.MAX_FALSE_TRIGGERS:.0%}"
+        f" of chatter answered); configured {settings.request_confidence:.2f}; report {nlu_calibration.REPORT}"
+    )
+
+
 @nlu_app.command("test")
 def nlu_test(
     cross_validation: bool = typer.Option(False, "--cross-validation", help="Also run k-fold cross-validation."),

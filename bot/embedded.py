@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,13 +10,10 @@ from contextlib import contextmanager
 import uvicorn
 
 from bot.app import create_app
+from bot.ports import free_port
 from bot.settings import Settings
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["app_server", "free_port"]
 
 
 @contextmanager

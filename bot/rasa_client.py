@@ -1,9 +1,8 @@
-"""HTTP client for the Rasa server: NLU parse, the REST channel, and a peek at the conversation's tracker."""
+"""HTTP client for the Rasa server: NLU parse and one turn through the prepared REST channel."""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -33,18 +32,17 @@ class RasaClient:
         """Intent and entities only, no dialogue state touched (used to decide whether to answer at all)."""
         return await self._request("POST", "/model/parse", json={"text": text})
 
-    async def send(self, conversation_id: str, text: str, metadata: dict[str, Any]) -> list[dict[str, Any]]:
-        """One user turn through Rasa's REST channel; returns every message the bot produced for it."""
-        payload = {"sender": conversation_id, "message": text, "metadata": metadata}
-        return await self._request("POST", "/webhooks/rest/webhook", json=payload) or []
+    async def send(
+        self, conversation_id: str, text: str, metadata: dict[str, Any], parse_data: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """One user turn; returns every message the bot produced for it.
 
-    async def active_loop(self, conversation_id: str) -> str | None:
-        """The form the conversation is in, if any (so the bot keeps listening for the answer)."""
-        tracker = await self._request(
-            "GET", f"/conversations/{quote(conversation_id, safe=':@~')}/tracker", params={"include_events": "NONE"}
-        )
-        loop = tracker.get("active_loop") or {}
-        return loop.get("name")
+        Through rasa_channels.prepared_rest: given the parse of this text (from `parse`), Rasa skips its NLU.
+        """
+        payload: dict[str, Any] = {"sender": conversation_id, "message": text, "metadata": metadata}
+        if parse_data is not None:
+            payload["parse_data"] = parse_data
+        return await self._request("POST", "/webhooks/gridbot/webhook", json=payload) or []
 
     async def ready(self) -> bool:
         try:

@@ -13,11 +13,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import yaml
 
+from bot.ports import free_port
 from bot.settings import PROJECT_ROOT
 
 RASA_BIN = PROJECT_ROOT / ".venv-rasa" / "bin" / "rasa"
@@ -166,6 +169,21 @@ def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None, timeout
             pass
         time.sleep(1)
     raise TimeoutError(f"rasa at {url} not ready after {timeout:.0f} s")
+
+
+@contextmanager
+def serving(model: Path, workdir: Path) -> Iterator[str]:
+    """A throwaway Rasa server for NLU only (parse; no action endpoint, in-memory trackers); yields its URL."""
+    port = free_port()
+    endpoints = write_endpoints(workdir / f"endpoints-{port}.yml", "http://127.0.0.1:9/webhook", None)
+    process = start_rasa(model, port, endpoints, workdir / f"rasa-{port}.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ class MessageRouter:
         if not text:
             return []  # only mentions, emoji or a quote: nothing to understand
         conv = message.conversation_id
+        parse_data: dict[str, Any] | None = None  # the decision's NLU result, reused by the turn (one parse)
         if message.is_private:
             command = parse_command(text)
             rasa_text = command.as_rasa_message() if command else text
@@ -100,7 +101,8 @@ class MessageRouter:
             rasa_text = stripped or text
             if not (message.mentions_bot or stripped is not None):
                 awaiting = await self.expectations.awaiting(conv)
-                if not await self.worth_answering(rasa_text, awaiting, policy):
+                parse_data = await self.unaddressed_parse(rasa_text, awaiting, policy)
+                if parse_data is None:
                     return []
                 if awaiting is not None:
                     await self.expectations.clear(conv)  # an expectation lets one reply through
@@ -111,31 +113,35 @@ class MessageRouter:
             "sender_name": message.sender_name,
             "message_id": message.message_id,
         }
-        responses = await self.rasa.send(conv, rasa_text, metadata)
+        responses = await self.rasa.send(conv, rasa_text, metadata, parse_data)
         if not responses and self._state_store_up is not None and not await self._state_store_up():
             # Rasa keeps its trackers and locks in this Redis (the deployment shares one). With it down, Rasa
             # fails to lock the conversation and still answers 200 with nothing: the message would vanish.
             # Treat it as Rasa being unavailable: hold the message and ask the resident to wait.
             raise RasaUnavailable("Rasa answered nothing and Redis (its tracker and lock store) is unreachable")
-        outgoing = await self._collect(message, responses)
-        if not message.is_private and await self.rasa.active_loop(conv):
-            await self.expectations.expect(conv, Awaiting.FORM, self.settings.expect_reply_seconds)
-        return outgoing
+        return await self._collect(message, responses)
 
-    async def worth_answering(self, text: str, awaiting: Awaiting | None, policy: GroupPolicy) -> bool:
-        """An unaddressed group message: the reply the bot waits for (unless chatter), or a confident request."""
+    async def unaddressed_parse(self, text: str, awaiting: Awaiting | None, policy: GroupPolicy) -> dict[str, Any] | None:
+        """The NLU result of an unaddressed group message the bot should answer; None means stay silent.
+
+        Answered: the reply the bot waits for (unless chatter), or a confident request outside quiet hours.
+        In quiet hours with nothing awaited, silence needs no NLU at all.
+        """
         quiet = policy.is_quiet(self.clock())
         if awaiting is None and quiet:
-            return False
-        intent = (await self.rasa.parse(text)).get("intent") or {}
+            return None
+        parse_data = await self.rasa.parse(text)
+        intent = parse_data.get("intent") or {}
         name, confidence = intent.get("name"), intent.get("confidence", 0.0)
         if awaiting is Awaiting.RATING:
-            return name == "rate_service"
-        if awaiting is Awaiting.FORM:
-            return name not in self.settings.chatter_intents
-        if awaiting is Awaiting.FEEDBACK and name == "answer_unhelpful":
-            return True  # "没用" right after an answer; anything else is judged like any other message
-        return not quiet and name in self.settings.request_intents and confidence >= policy.request_confidence
+            answer = name == "rate_service"
+        elif awaiting is Awaiting.FORM:
+            answer = name not in self.settings.chatter_intents
+        elif awaiting is Awaiting.FEEDBACK and name == "answer_unhelpful":
+            answer = True  # "没用" right after an answer; anything else is judged like any other message
+        else:
+            answer = not quiet and name in self.settings.request_intents and confidence >= policy.request_confidence
+        return parse_data if answer else None
 
     async def _collect(self, message: IncomingMessage, responses: list[dict[str, Any]]) -> list[OutgoingMessage]:
         outgoing: list[OutgoingMessage] = []
@@ -145,6 +151,9 @@ class MessageRouter:
             custom = response.get("custom") or {}
             if custom.get("expect") == "feedback" and not message.is_private:
                 await self._expect_feedback(message.conversation_id)
+            if custom.get("expect") == "form" and not message.is_private:
+                # A form asked for a slot: its answer will come unaddressed (no tracker round trip to learn this).
+                await self.expectations.expect(message.conversation_id, Awaiting.FORM, self.settings.expect_reply_seconds)
             for item in custom.get("deliver", []):
                 outgoing.append(
                     OutgoingMessage(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bot.nlu_calibration import CALIBRATION
 from bot.nlu_eval import HELDOUT
 from bot.settings import PROJECT_ROOT
 
@@ -25,21 +26,39 @@ def _examples(path: Path) -> dict[str, set[str]]:
     return found
 
 
+def _training() -> dict[str, set[str]]:
+    """Every training example of every file Rasa trains on (nlu/*.yml), by intent."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((PROJECT_ROOT / "nlu").glob("*.yml")):
+        for intent, lines in _examples(path).items():
+            found.setdefault(intent, set()).update(lines)
+    return found
+
+
+def _chatter_corpus() -> set[str]:
+    lines = (PROJECT_ROOT / "bench" / "data" / "group_chatter.txt").read_text(encoding="utf-8").splitlines()
+    return {line.strip().replace(" ", "") for line in lines if line.strip()}
+
+
 def test_heldout_never_appears_in_training() -> None:
-    training = set().union(*_examples(PROJECT_ROOT / "nlu" / "intents.yml").values())
+    training = set().union(*_training().values())
     heldout = _examples(HELDOUT)
     overlap = {intent: sorted(lines & training) for intent, lines in heldout.items() if lines & training}
     assert overlap == {}
-    assert set(heldout) <= set(_examples(PROJECT_ROOT / "nlu" / "intents.yml"))
+    assert set(heldout) <= set(_training())
 
 
 def test_chatter_corpus_is_not_training_data() -> None:
-    training = set().union(*_examples(PROJECT_ROOT / "nlu" / "intents.yml").values())
-    chatter = [
-        line.strip() for line in (PROJECT_ROOT / "bench" / "data" / "group_chatter.txt").read_text(encoding="utf-8").splitlines()
-    ]
+    chatter = _chatter_corpus()
     assert len(chatter) >= 300
-    assert not {line.replace(" ", "") for line in chatter} & training
+    assert sorted(chatter & set().union(*_training().values())) == []
+
+
+def test_calibration_set_is_kept_apart_from_training_and_evaluation() -> None:
+    calibration = set().union(*_examples(CALIBRATION).values())
+    assert sorted(calibration & set().union(*_training().values())) == []
+    assert sorted(calibration & set().union(*_examples(HELDOUT).values())) == []
+    assert sorted(calibration & _chatter_corpus()) == []
 
 
 @pytest.mark.rasa

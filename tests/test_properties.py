@@ -260,7 +260,7 @@ def router(fake_rasa: FakeRasaParse) -> Iterator[MessageRouter]:
     """The real router and RasaClient, with the HTTP transport pointed at the fake parse endpoint."""
     rasa = RasaClient("http://rasa.invalid")
     rasa._http = httpx.AsyncClient(base_url="http://rasa.invalid", transport=httpx.MockTransport(fake_rasa))
-    # worth_answering uses only the settings, Rasa and the clock; the stores are not reached.
+    # unaddressed_parse uses only the settings, Rasa and the clock; the stores are not reached.
     yield MessageRouter(Settings(), rasa, MemoryExpectations(), deferred=None, policies=None)  # type: ignore[arg-type]
     asyncio.run(rasa.aclose())
 
@@ -282,7 +282,7 @@ def _decide(
 ) -> bool:
     fake.intent, fake.confidence = intent, confidence
     router.clock = lambda: now
-    return asyncio.run(router.worth_answering("楼道灯坏了", awaiting, policy))
+    return asyncio.run(router.unaddressed_parse("楼道灯坏了", awaiting, policy)) is not None
 
 
 @PROPS

@@ -1,0 +1,84 @@
+"""Rasa's REST channel, taking along the NLU result the gridbot router already has: one NLU pass per turn.
+
+The router parses an unaddressed group message (/model/parse) to decide whether the bot should answer at
+all; sending that message through the plain REST channel made Rasa run the whole NLU pipeline again for the
+same text. Rasa's `UserMessage` accepts `parse_data` and then skips NLU (MessageProcessor uses it as is),
+so this channel passes it on when it belongs to the text being sent. Anything else is parsed as usual.
+Trust is unchanged: whoever can post here could already force an intent with a "/intent" message.
+"""
+
+from __future__ import annotations
+
+import logging
+from asyncio import CancelledError
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from rasa_channels import action_validation
+
+logger = logging.getLogger(__name__)
+
+
+def usable_parse_data(parse_data: Any, text: str) -> dict[str, Any] | None:
+    """The parse result if it is one for this very text, else None (Rasa parses the text itself)."""
+    if not isinstance(parse_data, dict) or parse_data.get("text") != text:
+        return None
+    intent = parse_data.get("intent")
+    if not isinstance(intent, dict) or not isinstance(intent.get("name"), str):
+        return None
+    if not isinstance(parse_data.get("entities"), list):
+        return None
+    return parse_data
+
+
+class PreparedRestInput(InputChannel):
+    """POST /webhooks/gridbot/webhook {sender, message, metadata, parse_data?} → the bot's messages for the turn."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "gridbot"
+
+    @classmethod
+    def from_credentials(cls, credentials: dict[str, Any] | None) -> InputChannel:
+        """Rasa builds its channels once at start-up: the moment to install the action-result speed-up too."""
+        action_validation.install()
+        return cls()
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        webhook = Blueprint("gridbot_prepared_rest", __name__)
+
+        @webhook.route("/", methods=["GET"])
+        async def health(request: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @webhook.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> HTTPResponse:
+            body = request.json if isinstance(request.json, dict) else {}
+            sender, text = body.get("sender"), body.get("message")
+            if not isinstance(sender, str) or not sender or not isinstance(text, str):
+                return response.json({"error": "sender and message (strings) are required"}, status=400)
+            metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else None
+            collector = CollectingOutputChannel()
+            message = UserMessage(
+                text,
+                collector,
+                sender,
+                parse_data=usable_parse_data(body.get("parse_data"), text),
+                input_channel=self.name(),
+                metadata=metadata,
+            )
+            # Like Rasa's REST channel: a failure inside the turn is logged and the messages so far returned.
+            try:
+                await on_new_message(message)
+            except CancelledError:
+                logger.error("turn of %s timed out", sender)
+            except Exception:
+                logger.exception("turn of %s failed", sender)
+            return response.json(collector.messages)
+
+        return webhook
