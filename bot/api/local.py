@@ -15,7 +15,6 @@ from bot.api.deps import ServicesDep
 from bot.channels.webchat import render
 from bot.messages import IncomingMessage, TargetType
 from bot.normalise import has_words
-from bot.runtime import Services
 from grid.geography import ChatGroup, Grid, Worker
 from storage.engine import unit_of_work
 
@@ -69,8 +68,6 @@ async def post_message(body: LocalMessageIn, services: ServicesDep) -> LocalMess
     if not has_words(text):
         raise HTTPException(422, "text has no words (only emoji, punctuation or spaces): the bot cannot act on it")
     group_id = body.group_id or None
-    if group_id is not None and not await asyncio.to_thread(_group_exists, services, group_id):
-        raise HTTPException(404, f"unknown group '{group_id}': map the group to a grid first")
     message = IncomingMessage(
         channel=services.webchat.name,
         sender_id=body.sender_id.strip(),
@@ -80,16 +77,12 @@ async def post_message(body: LocalMessageIn, services: ServicesDep) -> LocalMess
         mentions_bot=body.mentions_bot,
         message_id=body.message_id,
     )
-    await asyncio.to_thread(services.webchat.record_incoming, message)
+    if not await asyncio.to_thread(services.webchat.record_incoming, message):
+        raise HTTPException(404, f"unknown group '{group_id}': map the group to a grid first")
     outgoing = await services.intake.receive(message)
     return LocalMessageOut(
         replies=[Reply(target_type=o.target_type.value, target_id=o.target_id, text=render(o)) for o in outgoing]
     )
-
-
-def _group_exists(services: Services, group_id: str) -> bool:
-    with unit_of_work(services.session_factory) as session:
-        return session.get(ChatGroup, group_id) is not None
 
 
 @router.get("/api/v1/local/transcript", response_model=TranscriptOut, tags=["web chat"])

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from bot.channels.base import Capabilities, ChannelBase, Health, HealthStatus, Intake
 from bot.channels.sender import SendLimits
 from bot.messages import IncomingMessage, Media, Mention, OutgoingMessage, TargetType
+from grid.geography import ChatGroup
 from storage.base import Base, utcnow
 from storage.engine import unit_of_work
 from storage.types import UTCDateTime
@@ -65,11 +66,17 @@ class WebChatChannel(ChannelBase):
     def health(self) -> Health:
         return Health(HealthStatus.UP, account=self.account)
 
-    def record_incoming(self, message: IncomingMessage) -> None:
+    def record_incoming(self, message: IncomingMessage) -> bool:
+        """Writes the message to its transcript; False (nothing written) when its group is not mapped to a grid.
+
+        One transaction for both: the API's 404 for an unknown group costs no lookup of its own.
+        """
         target_type, target_id = (
             (TargetType.CONTACT, message.sender_id) if message.is_private else (TargetType.ROOM, message.group_id)
         )
         with unit_of_work(self._factory) as session:
+            if message.group_id is not None and session.get(ChatGroup, message.group_id) is None:
+                return False
             session.add(
                 WebChatMessage(
                     target_type=target_type,
@@ -80,6 +87,7 @@ class WebChatChannel(ChannelBase):
                     text=message.text,
                 )
             )
+        return True
 
     def _record_outgoing(self, messages: Sequence[OutgoingMessage]) -> None:
         with unit_of_work(self._factory) as session:
