@@ -20,7 +20,6 @@ import re
 import tempfile
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -59,15 +58,7 @@ def location_f1(scores: nlu_eval.NluScores) -> float:
 
 
 def heldout_requests(settings: Settings) -> list[str]:
-    texts = []
-    for block in yaml.safe_load(nlu_eval.HELDOUT.read_text(encoding="utf-8"))["nlu"]:
-        if block.get("intent") in settings.request_intents:
-            texts += [
-                re.sub(r"\[([^\]]+)\](\([^)]*\)|\{[^}]*\})", r"\1", line.strip()[2:])
-                for line in block["examples"].splitlines()
-                if line.strip().startswith("- ")
-            ]
-    return texts
+    return [text for intent, text in nlu_eval.examples(nlu_eval.HELDOUT) if intent in settings.request_intents]
 
 
 async def trigger_rates(rasa_url: str, settings: Settings) -> tuple[float, int, float, int, list[str]]:

@@ -233,7 +233,7 @@ def nlu_calibrate(
         model = rasa_process.ensure_model(console.print)
         with rasa_process.serving(model, Path(tempfile.mkdtemp(prefix="gridbot-calibrate-"))) as url:
             rows, chosen, scored = nlu_calibration.calibrate(url, settings)
-    nlu_calibration.write_report(rows, chosen, scored)
+    nlu_calibration.write_report(rows, chosen, scored, settings)
     table = Table(title=f"unaddressed messages answered, by threshold ({len(scored)} calibration lines)")
     for column in ("threshold", "chatter answered", "requests answered"):
         table.add_column(column, justify="right")

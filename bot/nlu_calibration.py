@@ -14,8 +14,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
-
+from bot.nlu_eval import examples
 from bot.normalise import normalise
 from bot.rasa_client import RasaClient
 from bot.settings import PROJECT_ROOT, Settings
@@ -45,13 +44,8 @@ class SweepRow:
 
 
 def load(path: Path = CALIBRATION) -> list[tuple[str, str]]:
-    """(intent, text) pairs of the calibration file (Rasa NLU YAML without entity markup)."""
-    pairs: list[tuple[str, str]] = []
-    for block in yaml.safe_load(path.read_text(encoding="utf-8")).get("nlu", []):
-        for line in str(block.get("examples", "")).splitlines():
-            if line.strip().startswith("- "):
-                pairs.append((block["intent"], line.strip()[2:].strip()))
-    return pairs
+    """(intent, text) pairs of the calibration file."""
+    return examples(path)
 
 
 async def score(rasa_url: str, pairs: list[tuple[str, str]], settings: Settings) -> list[Scored]:
@@ -106,9 +100,9 @@ def calibrate(rasa_url: str, settings: Settings, path: Path = CALIBRATION) -> tu
     return rows, choose(rows), scored
 
 
-def write_report(rows: list[SweepRow], chosen: SweepRow, scored: list[Scored], path: Path = REPORT) -> None:
+def write_report(rows: list[SweepRow], chosen: SweepRow, scored: list[Scored], settings: Settings, path: Path = REPORT) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    requests = set(Settings().request_intents)
+    requests = set(settings.request_intents)
     triggers = [asdict(s) for s in scored if s.expected not in requests and s.predicted in requests]
     report = {
         "chosen": asdict(chosen),

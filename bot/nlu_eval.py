@@ -8,15 +8,31 @@ entity F1, into `summary.json` beside Rasa's own files.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import yaml
+
 from bot.rasa_process import CONFIG_FILE, PROJECT_ROOT, RASA_BIN, rasa_env
 
 HELDOUT = PROJECT_ROOT / "tests" / "data" / "nlu_heldout.yml"
+_ENTITY_MARKUP = re.compile(r"\[([^\]]+)\](\([^)]*\)|\{[^}]*\})")
 REPORTS = PROJECT_ROOT / "reports" / "nlu"
 _AGGREGATES = {"accuracy", "macro avg", "weighted avg", "micro avg"}
+
+
+def examples(path: Path) -> list[tuple[str, str]]:
+    """(intent, text) of every example in a Rasa NLU YAML file, entity markup `[3号楼](location)` reduced to its text."""
+    pairs: list[tuple[str, str]] = []
+    for block in yaml.safe_load(path.read_text(encoding="utf-8")).get("nlu", []):
+        if "intent" not in block:
+            continue
+        for line in str(block.get("examples", "")).splitlines():
+            if line.strip().startswith("- "):
+                pairs.append((block["intent"], _ENTITY_MARKUP.sub(r"\1", line.strip()[2:].strip())))
+    return pairs
 
 
 @dataclass

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from bot.nlu_calibration import CALIBRATION
-from bot.nlu_eval import HELDOUT
+from bot.nlu_eval import HELDOUT, examples
 from bot.settings import PROJECT_ROOT
-
-_MARKUP = re.compile(r"\[([^\]]+)\](\([^)]*\)|\{[^}]*\})")
 
 
 def _examples(path: Path) -> dict[str, set[str]]:
+    """Examples by intent, spaces removed (a copy that differs only in spacing is still the same sentence)."""
     found: dict[str, set[str]] = {}
-    for block in yaml.safe_load(path.read_text(encoding="utf-8")).get("nlu", []):
-        if "intent" in block:
-            lines = [line.strip()[2:] for line in block["examples"].splitlines() if line.strip().startswith("- ")]
-            found.setdefault(block["intent"], set()).update(_MARKUP.sub(r"\1", line).replace(" ", "") for line in lines)
+    for intent, text in examples(path):
+        found.setdefault(intent, set()).add(text.replace(" ", ""))
     return found
 
 
