@@ -13,6 +13,7 @@ import asyncio
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from bot.nlu_eval import examples
 from bot.normalise import normalise
@@ -43,11 +44,6 @@ class SweepRow:
     requests_answered: float  # share of request lines it would answer
 
 
-def load(path: Path = CALIBRATION) -> list[tuple[str, str]]:
-    """(intent, text) pairs of the calibration file."""
-    return examples(path)
-
-
 async def score(rasa_url: str, pairs: list[tuple[str, str]], settings: Settings) -> list[Scored]:
     """Each line as the router sees it: normalised, then parsed by the running Rasa server."""
     rasa = RasaClient(rasa_url)
@@ -55,11 +51,9 @@ async def score(rasa_url: str, pairs: list[tuple[str, str]], settings: Settings)
         scored = []
         for intent, line in pairs:
             text = normalise(line, settings.bot_name)
-            parsed: dict[str, object] = {}
-            if text:
-                parsed = (await rasa.parse(text)).get("intent") or {}
-            name, confidence = parsed.get("name"), parsed.get("confidence") or 0.0
-            scored.append(Scored(line, intent, name if isinstance(name, str) else None, float(confidence)))  # type: ignore[arg-type]
+            parsed: dict[str, Any] = ((await rasa.parse(text)).get("intent") or {}) if text else {}
+            name = parsed.get("name")
+            scored.append(Scored(line, intent, name if isinstance(name, str) else None, float(parsed.get("confidence") or 0.0)))
         return scored
     finally:
         await rasa.aclose()
@@ -95,7 +89,7 @@ def choose(rows: list[SweepRow], max_false_triggers: float = MAX_FALSE_TRIGGERS)
 
 
 def calibrate(rasa_url: str, settings: Settings, path: Path = CALIBRATION) -> tuple[list[SweepRow], SweepRow, list[Scored]]:
-    scored = asyncio.run(score(rasa_url, load(path), settings))
+    scored = asyncio.run(score(rasa_url, examples(path), settings))
     rows = sweep(scored, settings)
     return rows, choose(rows), scored
 

@@ -6,7 +6,8 @@ import itertools
 
 import pytest
 
-from bot.nlu_calibration import CALIBRATION, Scored, choose, load, sweep
+from bot.nlu_calibration import CALIBRATION, Scored, choose, sweep
+from bot.nlu_eval import examples
 from bot.settings import Settings
 
 SETTINGS = Settings()
@@ -47,7 +48,7 @@ def test_a_sweep_needs_both_kinds_of_line() -> None:
 
 
 def test_calibration_set_has_enough_chatter_and_every_request_intent() -> None:
-    pairs = load(CALIBRATION)
+    pairs = examples(CALIBRATION)
     by_intent: dict[str, int] = {}
     for intent, _ in pairs:
         by_intent[intent] = by_intent.get(intent, 0) + 1
