@@ -241,10 +241,16 @@ def nlu_calibrate(
         mark = " ←" if row == chosen else ""
         table.add_row(f"{row.threshold:.2f}{mark}", f"{row.false_triggers:.1%}", f"{row.requests_answered:.1%}")
     console.print(table)
-    console.print(
-        f"recommended request_confidence {chosen.threshold:.2f} (lowest with ≤ {nlu_calibration.MAX_FALSE_TRIGGERS:.0%}"
-        f" of chatter answered); configured {settings.request_confidence:.2f}; report {nlu_calibration.REPORT}"
-    )
+    budget = nlu_calibration.MAX_FALSE_TRIGGERS
+    if chosen.false_triggers <= budget:
+        console.print(f"recommended request_confidence {chosen.threshold:.2f} (lowest with ≤ {budget:.0%} of chatter answered)")
+    else:  # a threshold cannot fix confidently wrong answers: say so instead of recommending the strictest
+        console.print(
+            f"[yellow]no threshold keeps chatter answered ≤ {budget:.0%}[/yellow]: even {chosen.threshold:.2f} answers "
+            f"{chosen.false_triggers:.1%} of it (and {chosen.requests_answered:.1%} of requests). NLU is confidently wrong "
+            "on that chatter: more varied chatter in the training data helps, a threshold does not."
+        )
+    console.print(f"configured request_confidence {settings.request_confidence:.2f}; report {nlu_calibration.REPORT}")
 
 
 @nlu_app.command("test")

@@ -73,7 +73,7 @@ def test_calibrate_command_sweeps_the_trained_model(rasa_url: str) -> None:
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "recommended request_confidence" in done.stdout
+    assert "configured request_confidence" in done.stdout
     report = json.loads(REPORT.read_text(encoding="utf-8"))
     rows = report["sweep"]
     for looser, stricter in itertools.pairwise(rows):  # a higher threshold never answers more of either kind
