@@ -162,7 +162,8 @@ def test_login_me_csrf_and_logout(browser: httpx.Client, session_factory: Factor
     forged = browser.post("/api/v1/knowledge/search", json=search)
     assert forged.status_code == 403 and forged.json()["detail"]["code"] == "csrf_failed"
     assert "请刷新" in forged.json()["detail"]["message"] and "X-CSRF-Token" in forged.json()["detail"]["message"]
-    wrong = browser.post("/api/v1/knowledge/search", json=search, headers={"X-CSRF-Token": csrf[:-1] + "0"})
+    altered = csrf[:-1] + ("1" if csrf.endswith("0") else "0")  # one character off (never the token itself)
+    wrong = browser.post("/api/v1/knowledge/search", json=search, headers={"X-CSRF-Token": altered})
     assert wrong.status_code == 403
     assert browser.post("/api/v1/knowledge/search", json=search, headers={"X-CSRF-Token": csrf}).status_code == 200
     number = _ticket(session_factory, "demo-grid-2")
