@@ -111,6 +111,10 @@ def _model_for(config: Path, log) -> Path:  # type: ignore[no-untyped-def]
     return target
 
 
+# Rasa's Redis tracker store, keeping earlier conversation sessions apart (rasa_channels/session_tracker_store.py).
+SESSION_TRACKER_STORE = "rasa_channels.session_tracker_store.SessionRedisTrackerStore"
+
+
 def write_endpoints(path: Path, action_url: str, redis_url: str | None, key_prefix: str = "gridbot") -> Path:
     """Endpoints for this run: our action endpoint, and Redis tracker/lock stores when Redis is configured.
 
@@ -120,7 +124,8 @@ def write_endpoints(path: Path, action_url: str, redis_url: str | None, key_pref
     if redis_url:
         parsed = httpx.URL(redis_url)
         store = {"url": parsed.host or "127.0.0.1", "port": parsed.port or 6379, "db": int(parsed.path.strip("/") or 0)}
-        endpoints["tracker_store"] = {"type": "redis", **store, "key_prefix": key_prefix, "record_exp": 7 * 24 * 3600}
+        week = 7 * 24 * 3600
+        endpoints["tracker_store"] = {"type": SESSION_TRACKER_STORE, **store, "key_prefix": key_prefix, "record_exp": week}
         endpoints["lock_store"] = {"type": "redis", **store, "key_prefix": key_prefix}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(endpoints, allow_unicode=True), encoding="utf-8")

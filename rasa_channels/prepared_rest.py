@@ -19,7 +19,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from rasa_channels import action_validation
+from rasa_channels import action_validation, lookup_caches
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,9 @@ class PreparedRestInput(InputChannel):
 
     @classmethod
     def from_credentials(cls, credentials: dict[str, Any] | None) -> InputChannel:
-        """Rasa builds its channels once at start-up: the moment to install the action-result speed-up too."""
+        """Rasa builds its channels once at start-up: the moment to install the project's speed-ups too."""
         action_validation.install()
+        lookup_caches.install()
         return cls()
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
