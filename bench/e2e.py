@@ -57,8 +57,8 @@ console = Console(width=max(Console().width, 120))  # the tables stay readable i
 @dataclass
 class Stack:
     app_url: str
-    rasa_url: str
-    pids: dict[str, int]  # "app" / "rasa" → pid
+    rasa_urls: list[str]
+    pids: dict[str, int]  # "app" / "rasa" (or "rasa1", "rasa2"…) → pid
     database_url: str
 
     def deferred(self) -> int:
@@ -109,25 +109,30 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def stack(kind: str, redis_url: str, model: Path | None = None) -> Iterator[Stack]:
-    """Rasa and the app as separate processes on a fresh database; every Redis key of the run deleted afterwards."""
+def stack(kind: str, redis_url: str, model: Path | None = None, servers: int = 1, single_thread: bool = False) -> Iterator[Stack]:
+    """Rasa server(s) and the app as separate processes on a fresh database; every Redis key of the run deleted after."""
     workdir = Path(tempfile.mkdtemp(prefix="gridbot-bench-e2e-"))
     key_prefix = f"gridbotbench{uuid.uuid4().hex[:8]}"
-    app_port, rasa_port = free_port(), free_port()
-    rasa_url = f"http://127.0.0.1:{rasa_port}"
+    app_port, rasa_ports = free_port(), [free_port() for _ in range(servers)]
+    rasa_urls = [f"http://127.0.0.1:{port}" for port in rasa_ports]
     model = model or rasa_process.ensure_model(console.print)  # trains only when the training data changed
     with database(kind, workdir) as database_url, ExitStack() as stack:  # processes stop before the database goes
         stack.callback(_delete_keys, redis_url, [f"{key_prefix}*", f"{namespace_for(Settings(database_url=database_url))}:*"])
         endpoints = rasa_process.write_endpoints(
             workdir / "endpoints.yml", f"http://127.0.0.1:{app_port}/webhook", redis_url, key_prefix
         )
-        rasa = rasa_process.start_rasa(model, rasa_port, endpoints, workdir / "rasa.log")
-        stack.callback(stop, rasa)
-        env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "RASA_URL": rasa_url}
+        rasas = {}
+        for number, port in enumerate(rasa_ports, start=1):
+            name = "rasa" if servers == 1 else f"rasa{number}"
+            rasas[name] = rasa_process.start_rasa(model, port, endpoints, workdir / f"{name}.log", single_thread=single_thread)
+            stack.callback(stop, rasas[name])
+        env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "RASA_URL": ",".join(rasa_urls)}
         app = stack.enter_context(app_process(app_port, env, workdir / "app.log"))
-        console.print(f"waiting for Rasa to load the model… (logs in {workdir})")
-        rasa_process.wait_ready(rasa_url, rasa, timeout=300)
-        yield Stack(app.url, rasa_url, {"app": app.pid, "rasa": rasa.pid}, database_url)
+        console.print(f"waiting for {servers} Rasa server(s) to load the model… (logs in {workdir})")
+        for url, rasa in zip(rasa_urls, rasas.values(), strict=True):
+            rasa_process.wait_ready(url, rasa, timeout=300)
+        pids = {"app": app.pid} | {name: rasa.pid for name, rasa in rasas.items()}
+        yield Stack(app.url, rasa_urls, pids, database_url)
 
 
 def _delete_keys(redis_url: str, patterns: list[str]) -> None:
@@ -204,9 +209,12 @@ def e2e_sender(app_url: str, tag: str) -> Sender:
     return send
 
 
-def parse_sender(rasa_url: str) -> Sender:
+def parse_sender(rasa_urls: list[str]) -> Sender:
+    """The floor goes to the same servers as the app's turns, taking turns among them as the app does."""
+    turns = itertools.cycle(rasa_urls)
+
     async def send(http: httpx.AsyncClient, worker: int, round_no: int, text: str, mention: bool) -> None:
-        (await http.post(f"{rasa_url}/model/parse", json={"text": text})).raise_for_status()
+        (await http.post(f"{next(turns)}/model/parse", json={"text": text})).raise_for_status()
 
     return send
 
@@ -352,14 +360,18 @@ def main() -> None:
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"))
     parser.add_argument("--model", type=Path, help="a trained Rasa model; default: the current data's (trained if missing)")
+    parser.add_argument("--rasa-servers", type=int, default=os.cpu_count() or 1, help="Rasa servers (default: one per core)")
+    parser.add_argument("--rasa-threads", choices=("single", "default"), default="single",
+                        help="single: each server's math on one thread (rasa_process.single_threaded)")  # fmt: skip
     args = parser.parse_args()
 
-    with stack(args.database, args.redis, args.model) as app:
+    console.print(f"{args.rasa_servers} Rasa server(s), {args.rasa_threads}-threaded, {args.database}, {os.cpu_count()} cores")
+    with stack(args.database, args.redis, args.model, args.rasa_servers, args.rasa_threads == "single") as app:
         # Warm-up (model caches, connection pools, first-request imports) is not measured.
         asyncio.run(drive(e2e_sender(app.app_url, "warm"), 2, 1))
         results = []
         for concurrency in args.levels:
-            parse = measured(app.pids, drive(parse_sender(app.rasa_url), concurrency, args.rounds))
+            parse = measured(app.pids, drive(parse_sender(app.rasa_urls), concurrency, args.rounds))
             held = app.deferred()
             e2e = measured(app.pids, drive(e2e_sender(app.app_url, f"c{concurrency}"), concurrency, args.rounds))
             e2e.deferred = app.deferred() - held

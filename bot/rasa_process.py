@@ -132,7 +132,20 @@ def write_endpoints(path: Path, action_url: str, redis_url: str | None, key_pref
     return path
 
 
-def start_rasa(model: Path, port: int, endpoints: Path, log_file: Path) -> subprocess.Popen[bytes]:
+def single_threaded(env: dict[str, str]) -> dict[str, str]:
+    """Math on one thread (the e5 encoder's OpenMP, TensorFlow's pools) for one-server-per-core deployments.
+
+    A Rasa server handles one request at a time on its event loop; the threads only help a lone message
+    (a parse 20 → 26 ms here) and spin-wait between operations, ~1/3 more CPU per parse. Two single-threaded
+    servers on 2 cores parse ~78 messages/s against ~52 for one threaded server (bench/e2e.py).
+    """
+    one = {"OMP_NUM_THREADS": "1", "TF_INTRA_OP_PARALLELISM_THREADS": "1", "TF_INTER_OP_PARALLELISM_THREADS": "1"}
+    return {**env, **one}
+
+
+def start_rasa(
+    model: Path, port: int, endpoints: Path, log_file: Path, *, single_thread: bool = False
+) -> subprocess.Popen[bytes]:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     out = log_file.open("ab")
     return subprocess.Popen(
@@ -154,7 +167,7 @@ def start_rasa(model: Path, port: int, endpoints: Path, log_file: Path) -> subpr
             "http://127.0.0.1",
         ],
         cwd=PROJECT_ROOT,
-        env=rasa_env(),
+        env=single_threaded(rasa_env()) if single_thread else rasa_env(),
         stdout=out,
         stderr=subprocess.STDOUT,
     )

@@ -17,7 +17,7 @@ class Settings(BaseSettings):
 
     database_url: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'gridbot.db'}"
     redis_url: str | None = None
-    rasa_url: str = "http://127.0.0.1:5005"
+    rasa_url: str = "http://127.0.0.1:5005"  # or several, comma-separated (bot/rasa_client.py takes turns)
     rasa_timeout_seconds: float = 30.0
     app_host: str = "127.0.0.1"
     app_port: int = 8000

@@ -1,0 +1,95 @@
+"""Several Rasa servers in RASA_URL: requests take turns, a server that refuses connections is skipped, and a
+request a server accepted and then failed is not sent to another (it may have acted on the message)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from bot.ports import free_port
+from bot.rasa_client import RasaClient, RasaUnavailable, server_urls
+
+
+class _Server:
+    """A real HTTP server answering like Rasa's /model/parse and /status, counting what it was sent."""
+
+    def __init__(self, name: str, status: int = 200) -> None:
+        self.name, self.status, self.hits = name, status, 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, body: dict[str, object]) -> None:
+                owner.hits += 1
+                data = json.dumps(body).encode()
+                self.send_response(owner.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._answer({"text": owner.name, "intent": {"name": "greet"}, "entities": []})
+
+            def do_GET(self) -> None:
+                self._answer({"model_file": "gridbot.tar.gz"})
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def servers() -> Iterator[list[_Server]]:
+    made = [_Server("a"), _Server("b"), _Server("broken", status=500)]
+    yield made
+    for server in made:
+        server.close()
+
+
+async def _parses(client: RasaClient, count: int) -> list[str]:
+    try:
+        return [(await client.parse("你好"))["text"] for _ in range(count)]
+    finally:
+        await client.aclose()
+
+
+def test_requests_take_turns_among_the_servers(servers: list[_Server]) -> None:
+    a, b, _ = servers
+    assert asyncio.run(_parses(RasaClient(f"{a.url}, {b.url}/"), 4)) == ["a", "b", "a", "b"]
+
+
+def test_a_server_refusing_connections_is_skipped(servers: list[_Server]) -> None:
+    a, _, _ = servers
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused, nothing was sent
+    assert asyncio.run(_parses(RasaClient(f"{dead},{a.url}"), 3)) == ["a", "a", "a"]
+    assert asyncio.run(RasaClient(f"{dead},{a.url}").ready())
+    with pytest.raises(RasaUnavailable, match="ConnectError"):
+        asyncio.run(_parses(RasaClient(f"{dead},http://127.0.0.1:{free_port()}"), 1))
+    assert not asyncio.run(RasaClient(dead).ready())
+
+
+def test_a_server_that_failed_a_request_is_not_retried_elsewhere(servers: list[_Server]) -> None:
+    a, _, broken = servers
+    client = RasaClient(f"{broken.url},{a.url}")
+    with pytest.raises(RasaUnavailable, match="HTTP 500"):
+        asyncio.run(_parses(client, 1))
+    assert (broken.hits, a.hits) == (1, 0)
+
+
+def test_rasa_url_must_name_a_server() -> None:
+    assert server_urls(" http://x:5005/ , http://y:5005") == ["http://x:5005", "http://y:5005"]
+    with pytest.raises(ValueError, match="names no Rasa server"):
+        server_urls(" , ")
