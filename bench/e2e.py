@@ -252,7 +252,7 @@ async def drive(send: Sender, concurrency: int, rounds: int, *, rate: float | No
             run.wall = time.perf_counter() - started
             on_tick(run)
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)  # residents bound what is in flight
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
         tick = asyncio.create_task(ticker())
         await asyncio.gather(*(resident(w, http) for w in range(concurrency)))

@@ -334,6 +334,7 @@ def run(demo: bool = typer.Option(True, help="Load the demo grids, groups, worke
     import httpx
 
     from bot import rasa_process
+    from bot.rasa_client import server_urls
 
     settings = get_settings()
     configure_logging()
@@ -347,15 +348,22 @@ def run(demo: bool = typer.Option(True, help="Load the demo grids, groups, worke
     model = rasa_process.ensure_model(console.print)
     app_url = f"http://{settings.app_host}:{settings.app_port}"
     endpoints = rasa_process.write_endpoints(VAR_DIR / "endpoints.yml", f"{app_url}/webhook", settings.redis_url)
-    rasa_port = httpx.URL(settings.rasa_url).port or 5005
-    rasa = rasa_process.start_rasa(model, rasa_port, endpoints, VAR_DIR / "log" / "rasa.log")
-    console.print(f"starting Rasa on port {rasa_port} (log: var/log/rasa.log), about 30 s…")
+    # One server per URL in RASA_URL; several run single-threaded, one per core (rasa_process.single_threaded).
+    urls = server_urls(settings.rasa_url)
+    rasas = []
+    for number, url in enumerate(urls):
+        rasa_port = httpx.URL(url).port or 5005
+        log_name = "rasa.log" if number == 0 else f"rasa-{rasa_port}.log"
+        log_file = VAR_DIR / "log" / log_name
+        rasas.append(rasa_process.start_rasa(model, rasa_port, endpoints, log_file, single_thread=len(urls) > 1))
+        console.print(f"starting Rasa on port {rasa_port} (log: var/log/{log_name}), about 30 s…")
 
     def announce() -> None:
         try:
-            rasa_process.wait_ready(settings.rasa_url, rasa)
+            for url, rasa in zip(urls, rasas, strict=True):
+                rasa_process.wait_ready(url, rasa)
         except (RuntimeError, TimeoutError) as exc:
-            console.print(f"[red]Rasa did not start: {exc}; see var/log/rasa.log[/red]")
+            console.print(f"[red]Rasa did not start: {exc}; see var/log/rasa*.log[/red]")
             return
         console.print(f"[bold green]GridBot is ready. Chat as a resident or a worker at {app_url}/chat[/bold green]")
 
@@ -363,11 +371,13 @@ def run(demo: bool = typer.Option(True, help="Load the demo grids, groups, worke
     try:
         uvicorn.run("bot.app:create_app", factory=True, host=settings.app_host, port=settings.app_port)
     finally:
-        rasa.terminate()
-        try:
-            rasa.wait(timeout=20)
-        except Exception:
-            rasa.kill()
+        for rasa in rasas:
+            rasa.terminate()
+        for rasa in rasas:
+            try:
+                rasa.wait(timeout=20)
+            except Exception:
+                rasa.kill()
 
 
 VAR_DIR = Path(__file__).resolve().parent.parent / "var"
