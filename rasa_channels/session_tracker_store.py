@@ -52,7 +52,7 @@ class SessionRedisTrackerStore(RedisTrackerStore):
     async def save(self, tracker: DialogueStateTracker, timeout: float | None = None) -> None:
         await self.stream_events(tracker)
         timeout = timeout or self.record_exp
-        sessions = sessions_of(list(tracker.events))
+        sessions = sessions_of(list(tracker.events)) or [[]]  # a tracker with no events yet is one empty session
         earlier = [event for session in sessions[:-1] for event in session]
         latest_key, past_key = self._keys(tracker.sender_id)
         pipe = self.red.pipeline(transaction=True)

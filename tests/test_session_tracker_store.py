@@ -60,6 +60,8 @@ async def scenario(store, sender):
     out["full after saving full"] = dump(await store.retrieve_full_tracker(sender))
     out["latest after saving full"] = dump(await store.retrieve(sender))
     out["missing"] = dump(await store.retrieve("nobody-" + sender))
+    await store.create_tracker("empty-" + sender, append_action_listen=False)  # saved with no events at all
+    out["empty"] = dump(await store.retrieve("empty-" + sender))
     return out
 
 async def main():
@@ -120,9 +122,10 @@ def test_session_store_answers_like_rasas_own_and_keeps_history_apart() -> None:
     assert [e.get("text") for e in ours["full"] if e["event"] == "user"] == ["早", "楼道灯坏了", "3号楼", "又坏了"]
     assert len(ours["full after saving full"]) == len(ours["full"]) + 1  # nothing archived twice
     assert ours["missing"] is None
+    assert ours["empty"] == []
     # …while the conversation's value holds the latest session only, its history in the list beside it.
     assert report["latest_value_events"] == len(ours["latest after saving full"])
-    assert report["keys"] == [f"{prefix}ours:tracker:resident"]
+    assert report["keys"] == [f"{prefix}ours:tracker:empty-resident", f"{prefix}ours:tracker:resident"]
     assert all(0 < ttl <= 600 for ttl in report["ttls"])
     # A value written by Rasa's own store is split on the first read, losing nothing.
     assert [e.get("text") for e in report["legacy_latest"] if e["event"] == "user"] == ["二"]
