@@ -337,6 +337,10 @@ def run(demo: bool = typer.Option(True, help="Load the demo grids, groups, worke
     from bot.rasa_client import server_urls
 
     settings = get_settings()
+    if len(server_urls(settings.rasa_url)) > 1 and not settings.redis_url:
+        # Without Redis each server keeps its own conversations in memory: a turn on the other one starts afresh.
+        console.print("[red]Several Rasa servers share conversations through Redis: set REDIS_URL too.[/red]")
+        raise typer.Exit(2)
     configure_logging()
     if demo:
         demo_load()
