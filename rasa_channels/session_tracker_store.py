@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 import redis
 from rasa.core.tracker_store import RedisTrackerStore
@@ -51,18 +52,20 @@ class SessionRedisTrackerStore(RedisTrackerStore):
 
     async def save(self, tracker: DialogueStateTracker, timeout: float | None = None) -> None:
         await self.stream_events(tracker)
-        timeout = timeout or self.record_exp
         sessions = sessions_of(list(tracker.events)) or [[]]  # a tracker with no events yet is one empty session
-        earlier = [event for session in sessions[:-1] for event in session]
-        latest_key, past_key = self._keys(tracker.sender_id)
-        pipe = self.red.pipeline(transaction=True)
-        unarchived = self._not_yet_archived(past_key, earlier)
+        with self.red.pipeline(transaction=True) as pipe:
+            self._queue_write(pipe, tracker.sender_id, sessions, timeout or self.record_exp)
+            pipe.execute()
+
+    def _queue_write(self, pipe: Any, sender_id: str, sessions: list[list[Event]], ttl: float | None) -> None:
+        """Queue on a MULTI pipeline: earlier sessions' new events onto the list, the latest session into the key."""
+        latest_key, past_key = self._keys(sender_id)
+        unarchived = self._not_yet_archived(past_key, [event for session in sessions[:-1] for event in session])
         if unarchived:
             pipe.rpush(past_key, *(json.dumps(event.as_dict()) for event in unarchived))
-        pipe.set(latest_key, _dialogue_json(tracker.sender_id, sessions[-1]), ex=timeout)
-        if timeout:
-            pipe.expire(past_key, int(timeout))  # the history lives as long as the conversation's latest turn
-        pipe.execute()
+        pipe.set(latest_key, _dialogue_json(sender_id, sessions[-1]), ex=int(ttl) if ttl else None)
+        if ttl:
+            pipe.expire(past_key, int(ttl))  # the history lives as long as the conversation's latest turn
 
     def _not_yet_archived(self, past_key: str, earlier: list[Event]) -> list[Event]:
         """Earlier-session events newer than the list's last one: a tracker may hold sessions already moved."""
@@ -97,21 +100,15 @@ class SessionRedisTrackerStore(RedisTrackerStore):
 
     def _split_stored(self, sender_id: str, stored: str, sessions: list[list[Event]]) -> None:
         """Move the earlier sessions of a value with several (Rasa's own format) to the list, unless it changed."""
-        latest_key, past_key = self._keys(sender_id)
-        earlier = [event for session in sessions[:-1] for event in session]
+        latest_key, _ = self._keys(sender_id)
         with self.red.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(latest_key)
                 if pipe.get(latest_key) != stored:
                     return
                 ttl = pipe.ttl(latest_key)
-                unarchived = self._not_yet_archived(past_key, earlier)
                 pipe.multi()
-                if unarchived:
-                    pipe.rpush(past_key, *(json.dumps(event.as_dict()) for event in unarchived))
-                pipe.set(latest_key, _dialogue_json(sender_id, sessions[-1]), ex=ttl if ttl > 0 else None)
-                if ttl > 0:
-                    pipe.expire(past_key, ttl)
+                self._queue_write(pipe, sender_id, sessions, ttl if ttl > 0 else None)
                 pipe.execute()
             except redis.WatchError:
                 logger.debug("tracker %s changed while its earlier sessions were being moved; next read retries", sender_id)
