@@ -337,7 +337,8 @@ def run(demo: bool = typer.Option(True, help="Load the demo grids, groups, worke
     from bot.rasa_client import server_urls
 
     settings = get_settings()
-    if len(server_urls(settings.rasa_url)) > 1 and not settings.redis_url:
+    urls = server_urls(settings.rasa_url)  # one Rasa server started per URL
+    if len(urls) > 1 and not settings.redis_url:
         # Without Redis each server keeps its own conversations in memory: a turn on the other one starts afresh.
         console.print("[red]Several Rasa servers share conversations through Redis: set REDIS_URL too.[/red]")
         raise typer.Exit(2)
@@ -352,8 +353,7 @@ def run(demo: bool = typer.Option(True, help="Load the demo grids, groups, worke
     model = rasa_process.ensure_model(console.print)
     app_url = f"http://{settings.app_host}:{settings.app_port}"
     endpoints = rasa_process.write_endpoints(VAR_DIR / "endpoints.yml", f"{app_url}/webhook", settings.redis_url)
-    # One server per URL in RASA_URL; several run single-threaded, one per core (rasa_process.single_threaded).
-    urls = server_urls(settings.rasa_url)
+    # Several servers run single-threaded, one per core (rasa_process.single_threaded).
     rasas = []
     for number, url in enumerate(urls):
         rasa_port = httpx.URL(url).port or 5005

@@ -115,6 +115,12 @@ def _model_for(config: Path, log) -> Path:  # type: ignore[no-untyped-def]
 SESSION_TRACKER_STORE = "rasa_channels.session_tracker_store.SessionRedisTrackerStore"
 
 
+def redis_store(redis_url: str) -> dict[str, str | int]:
+    """Rasa's Redis store settings (`url` = host, `port`, `db`) for a REDIS_URL."""
+    parsed = httpx.URL(redis_url)
+    return {"url": parsed.host or "127.0.0.1", "port": parsed.port or 6379, "db": int(parsed.path.strip("/") or 0)}
+
+
 def write_endpoints(path: Path, action_url: str, redis_url: str | None, key_prefix: str = "gridbot") -> Path:
     """Endpoints for this run: our action endpoint, and Redis tracker/lock stores when Redis is configured.
 
@@ -122,8 +128,7 @@ def write_endpoints(path: Path, action_url: str, redis_url: str | None, key_pref
     """
     endpoints: dict[str, object] = {"action_endpoint": {"url": action_url}}
     if redis_url:
-        parsed = httpx.URL(redis_url)
-        store = {"url": parsed.host or "127.0.0.1", "port": parsed.port or 6379, "db": int(parsed.path.strip("/") or 0)}
+        store = redis_store(redis_url)
         week = 7 * 24 * 3600
         endpoints["tracker_store"] = {"type": SESSION_TRACKER_STORE, **store, "key_prefix": key_prefix, "record_exp": week}
         endpoints["lock_store"] = {"type": "redis", **store, "key_prefix": key_prefix}

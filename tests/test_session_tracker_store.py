@@ -6,7 +6,7 @@ import json
 import subprocess
 import uuid
 
-from bot.rasa_process import RASA_BIN, rasa_env
+from bot.rasa_process import RASA_BIN, rasa_env, redis_store
 from bot.settings import PROJECT_ROOT
 from tests.conftest import REDIS_URL
 
@@ -102,11 +102,9 @@ asyncio.run(main())
 
 
 def test_session_store_answers_like_rasas_own_and_keeps_history_apart() -> None:
-    from urllib.parse import urlparse
-
-    url = urlparse(REDIS_URL)
+    store = redis_store(REDIS_URL)  # the settings Rasa's stores get in the endpoints file
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    args = [url.hostname or "127.0.0.1", str(url.port or 6379), str(int(url.path.strip("/") or 0)), prefix]
+    args = [str(store["url"]), str(store["port"]), str(store["db"]), prefix]
     done = subprocess.run(
         [str(RASA_BIN.parent / "python"), "-c", SCRIPT, *args],
         cwd=PROJECT_ROOT, env=rasa_env(), capture_output=True, text=True, timeout=300,
