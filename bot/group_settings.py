@@ -65,10 +65,15 @@ class GroupPolicies:
     def default(self) -> GroupPolicy:
         return GroupPolicy(self._settings.command_prefixes, self._settings.request_confidence)
 
-    def for_group(self, group_id: str) -> GroupPolicy:
+    def cached(self, group_id: str) -> GroupPolicy | None:
+        """The policy if it was read within the interval: no database, so an event loop may ask inline."""
         cached = self._cache.get(group_id)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
+        return cached[1] if cached and cached[0] > time.monotonic() else None
+
+    def for_group(self, group_id: str) -> GroupPolicy:
+        cached = self.cached(group_id)
+        if cached is not None:
+            return cached
         with unit_of_work(self._factory) as session:
             row = session.get(GroupBotSettings, group_id)
             policy = self._from_row(row)

@@ -17,6 +17,10 @@ from typing import Any
 from bot.privacy import redact_for_log
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Libraries that log every request the app makes at INFO: httpx writes a line for each turn's call to Rasa, a
+# line per message that a failure reports anyway, and building and redacting those records showed in the app's
+# profile under load. Their warnings and errors still print.
+QUIET_LIBRARIES = ("httpx",)
 
 
 def _redact_arg(value: Any) -> Any:
@@ -90,3 +94,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     """What every gridbot command runs first: one line format on stderr, phones and secrets never printed."""
     install_redaction()
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    for name in QUIET_LIBRARIES:
+        # At DEBUG (someone debugging a deployment) they print everything again.
+        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))

@@ -77,7 +77,8 @@ class MessageRouter:
         return outgoing
 
     async def _policy(self, group_id: str) -> GroupPolicy:
-        return await asyncio.to_thread(self.policies.for_group, group_id)
+        """Read in a thread only when the cache has to go to the database (once per group per interval)."""
+        return self.policies.cached(group_id) or await asyncio.to_thread(self.policies.for_group, group_id)
 
     async def _prefixed(self, message: IncomingMessage) -> str | None:
         """The text after a trigger prefix of this group, or None when no prefix starts it."""

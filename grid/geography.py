@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, ForeignKey, String, select, text
+from sqlalchemy import JSON, ForeignKey, Select, String, bindparam, literal_column, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from storage.base import Base
@@ -72,18 +72,32 @@ class ChatGroup(Base):
     grid: Mapped[Grid] = relationship()
 
 
-def region_chain(session: Session, grid_code: str) -> list[str]:
-    """The grid's community, street and district codes, nearest first: what a region-scoped answer may match."""
-    grid = session.get(Grid, grid_code)
-    if grid is None:
-        return []
-    chain: list[str] = []
-    code: str | None = grid.community_code
-    while code is not None and code not in chain:
-        chain.append(code)
-        region = session.get(Region, code)
-        code = region.parent_code if region else None
-    return chain
+# Deeper than district → street → community by a wide margin: a loop in parent codes stops here.
+MAX_REGION_DEPTH = 8
+
+
+def _region_chain_query() -> Select[tuple[str]]:
+    """A group's community and every region above it, nearest first: one recursive query.
+
+    Every knowledge-base answer needs the chain; walking the tree one `session.get` at a time cost five
+    queries per question. Built once (`:group_id` bound per call): building the statement costs more CPU
+    than running it.
+    """
+    chain = (
+        select(Grid.community_code.label("code"), literal_column("0").label("depth"))
+        .join(ChatGroup, ChatGroup.grid_code == Grid.code)
+        .where(ChatGroup.id == bindparam("group_id"))
+        .cte("region_chain", recursive=True)
+    )
+    chain = chain.union_all(
+        select(Region.parent_code, chain.c.depth + 1)
+        .join(chain, Region.code == chain.c.code)
+        .where(Region.parent_code.is_not(None), chain.c.depth < MAX_REGION_DEPTH)
+    )
+    return select(chain.c.code).order_by(chain.c.depth)
+
+
+_REGION_CHAIN = _region_chain_query()
 
 
 def on_duty_worker(session: Session, grid_code: str) -> Worker | None:
@@ -114,7 +128,8 @@ def community_lead(session: Session, grid_code: str) -> Worker | None:
 def asker_regions(session: Session, group_id: str | None) -> list[str]:
     """The regions whose entries may answer someone: a group's community, street and district; a private
     asker (no group, so no grid) only gets district-wide answers."""
-    group = session.get(ChatGroup, group_id) if group_id else None
-    if group is not None:
-        return region_chain(session, group.grid_code)
+    if group_id:
+        chain = list(dict.fromkeys(session.scalars(_REGION_CHAIN, {"group_id": group_id})))
+        if chain or session.get(ChatGroup, group_id) is not None:
+            return chain
     return list(session.scalars(select(Region.code).where(Region.level == "district")))

@@ -64,6 +64,11 @@ class KnowledgeBase:
         self.dense_only = dense_only
         self.model_name = (embedder.name + DENSE_ONLY_SUFFIX if dense_only else embedder.name) if embedder else LEXICAL_ONLY
         self._lock = threading.Lock()
+        # Run before every search, so one round trip (the calibration time rides along as a subquery), built once.
+        calibrated = select(StoredPolicy.calibrated_at).where(StoredPolicy.model == self.model_name).scalar_subquery()
+        self._signature_query = select(
+            func.count(KnowledgeEntry.id), func.max(KnowledgeEntry.updated_at), func.sum(KnowledgeEntry.version), calibrated
+        )
         self._signature: tuple[object, ...] | None = None
         self._state: _State | None = None
 
@@ -93,11 +98,7 @@ class KnowledgeBase:
         return f"dense only ({self.embedder.name})" if self.dense_only else f"hybrid ({self.embedder.name})"
 
     def _signature_of(self, session: Session) -> tuple[object, ...]:
-        entries = session.execute(
-            select(func.count(KnowledgeEntry.id), func.max(KnowledgeEntry.updated_at), func.sum(KnowledgeEntry.version))
-        ).one()
-        calibrated = session.scalar(select(StoredPolicy.calibrated_at).where(StoredPolicy.model == self.model_name))
-        return (*entries, calibrated)
+        return tuple(session.execute(self._signature_query).one())
 
     def state(self, session: Session) -> _State:
         """The current index and policy, rebuilt when entries or calibration changed in any process."""

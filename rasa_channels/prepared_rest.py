@@ -19,7 +19,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from rasa_channels import action_validation, lookup_caches
+from rasa_channels import action_validation, lookup_caches, pooled_endpoints
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class PreparedRestInput(InputChannel):
         """Rasa builds its channels once at start-up: the moment to install the project's speed-ups too."""
         action_validation.install()
         lookup_caches.install()
+        pooled_endpoints.install()
         return cls()
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:

@@ -16,6 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Connections kept open per engine. SQLAlchemy's default (5) is below what the app uses at once under load: the
+# event loop's worker threads (cores + 4), FastAPI's thread pool and the jobs. A connection past the pool is
+# opened for one transaction and closed after it: for SQLite a file open and three PRAGMAs, for PostgreSQL a
+# new server process and its authentication each time.
+POOL_SIZE = 16
 
 
 def make_engine(url: str) -> Engine:
@@ -24,7 +29,7 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=POOL_SIZE)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -39,7 +44,7 @@ def make_engine(url: str) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.logging_setup import LOG_FORMAT, RedactingFilter, install_redaction
+from bot.logging_setup import LOG_FORMAT, QUIET_LIBRARIES, RedactingFilter, configure_logging, install_redaction
 from bot.privacy import mask_for_group, mask_phones, mask_rooms, redact_for_log, redact_secrets
 
 # -- phones in groups ------------------------------------------------------------------------------------
@@ -295,3 +295,19 @@ def test_the_app_installs_redaction_however_it_is_served() -> None:
     finally:
         logging.setLogRecordFactory(previous)
     assert record.getMessage() == "call 138****5678"
+
+
+def test_logging_set_up_quietens_per_request_library_lines_only() -> None:
+    """httpx's INFO line for every call to Rasa is dropped; its warnings, and our own INFO lines, are kept."""
+    before = {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
+    try:
+        configure_logging(logging.INFO)
+        httpx_log = logging.getLogger("httpx")
+        assert not httpx_log.isEnabledFor(logging.INFO)
+        assert httpx_log.isEnabledFor(logging.WARNING)
+        assert logging.getLogger("bot.router").getEffectiveLevel() == logging.getLogger().getEffectiveLevel()
+        configure_logging(logging.DEBUG)  # debugging a deployment shows every request again
+        assert httpx_log.isEnabledFor(logging.DEBUG)
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)

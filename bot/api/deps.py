@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 from bot.runtime import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """Async only so FastAPI calls it inline: a plain `def` dependency is run in its thread pool, a thread
+    hand-off on every request for an attribute read."""
     return request.app.state.services
 
 

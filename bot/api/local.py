@@ -79,7 +79,7 @@ async def post_message(body: LocalMessageIn, services: ServicesDep) -> LocalMess
     )
     if not await asyncio.to_thread(services.webchat.record_incoming, message):
         raise HTTPException(404, f"unknown group '{group_id}': map the group to a grid first")
-    outgoing = await services.intake.receive(message)
+    outgoing = await services.intake.receive(message, group_checked=True)  # record_incoming found the group
     return LocalMessageOut(
         replies=[Reply(target_type=o.target_type.value, target_id=o.target_id, text=render(o)) for o in outgoing]
     )

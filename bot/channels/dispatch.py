@@ -89,7 +89,10 @@ class Dispatcher:
         they went out (channel resolved, group texts masked)."""
         if not messages:
             return []
-        routed = await asyncio.to_thread(self._route, messages, origin)
+        if all(m.channel for m in messages):  # replies name their channel: nothing to look up, no thread needed
+            routed = [self._masked(m, m.channel or origin) for m in messages]
+        else:
+            routed = await asyncio.to_thread(self._route, messages, origin)
         local: dict[str, list[OutgoingMessage]] = {}
         remote: list[OutgoingMessage] = []
         for message in routed:
@@ -114,8 +117,6 @@ class Dispatcher:
     # --- routing ---------------------------------------------------------------------------------------
 
     def _route(self, messages: Sequence[OutgoingMessage], origin: str) -> list[OutgoingMessage]:
-        if all(m.channel for m in messages):  # replies name their channel: no lookup, no transaction
-            return [self._masked(m, m.channel or origin) for m in messages]
         with unit_of_work(self._factory) as session:
             return [self._masked(m, m.channel or self._home_channel(session, m) or origin) for m in messages]
 

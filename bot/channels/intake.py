@@ -41,14 +41,16 @@ class MessageIntake:
         self._own_account = own_accounts
         self._unmapped_logged: set[str] = set()
 
-    async def receive(self, message: IncomingMessage) -> list[OutgoingMessage]:
+    async def receive(self, message: IncomingMessage, *, group_checked: bool = False) -> list[OutgoingMessage]:
+        """`group_checked`: the caller has just seen the group mapped (the web chat API, writing its transcript)."""
         if message.sender_id == self._own_account(message.channel):
             return []  # the bot's own message echoed back by the platform
         if not await self._dedup.first_time(message.channel, message.message_id):
             log.info("redelivered message %s on %s ignored", message.message_id, message.channel)
             return []
         try:
-            if message.group_id is not None and not await asyncio.to_thread(self._is_mapped, message.group_id):
+            group_to_check = None if group_checked else message.group_id
+            if group_to_check is not None and not await asyncio.to_thread(self._is_mapped, group_to_check):
                 outgoing = self._unmapped(message)
             else:
                 media_reply = await handle_media(self._factory, message)  # a bare picture or voice note (bot/photos.py)
