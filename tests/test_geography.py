@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from grid.geography import MAX_REGION_DEPTH, ChatGroup, Grid, Region, asker_regions
@@ -31,6 +31,19 @@ def test_a_group_gets_its_community_street_and_district_nearest_first(session_fa
         for group_id in groups:
             assert asker_regions(session, group_id) == _walk(session, group_id)
         assert asker_regions(session, "demo-grid-3") == ["demo-community-2", "demo-street", "demo-district"]
+
+
+def test_the_chain_is_one_statement(session_factory: sessionmaker[Session]) -> None:
+    """Every knowledge-base answer asks for it: one round trip, not one per level of the tree."""
+    statements: list[str] = []
+    with session_factory() as session:
+        engine = session.get_bind()
+        listener = event.listens_for(engine, "before_cursor_execute")(lambda _c, _cur, sql, *_: statements.append(sql))
+        try:
+            assert asker_regions(session, "demo-grid-1") == ["demo-community-1", "demo-street", "demo-district"]
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+    assert len(statements) == 1
 
 
 def test_no_group_or_an_unknown_one_gets_district_wide_answers_only(session_factory: sessionmaker[Session]) -> None:

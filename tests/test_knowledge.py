@@ -8,10 +8,10 @@ thresholds calibrated when the demo data was loaded.
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.demo import DEMO_ENTRIES
@@ -134,6 +134,33 @@ def test_an_edit_in_another_process_is_searchable_at_once(database_url: str) -> 
             session.delete(session.scalar(select(KnowledgeEntry).where(KnowledgeEntry.external_id == "kb-stray-cats")))
         first.dispose()
         second.dispose()
+
+
+def test_the_freshness_check_is_one_statement_and_sees_a_new_calibration(database_url: str) -> None:
+    """Every search checks the entries and the calibration first: one round trip, and a recalibration in any
+    process (`gridbot kb calibrate`) still makes the next search use the new thresholds."""
+    engine = make_engine(database_url)
+    factory = make_session_factory(engine)
+    kb, statements = KnowledgeBase(), []
+    event.listen(engine, "before_cursor_execute", lambda _conn, _cur, statement, *_: statements.append(statement))
+    with unit_of_work(factory) as session:
+        stored = session.get(StoredPolicy, kb.model_name)
+        assert stored is not None and stored.calibrated_at is not None
+        calibrated_at = stored.calibrated_at
+    try:
+        with factory() as session:
+            first = kb.state(session)
+            statements.clear()
+            assert kb.state(session) is first  # nothing changed: the index is kept
+            assert len(statements) == 1
+        with unit_of_work(factory) as session:
+            session.get(StoredPolicy, kb.model_name).calibrated_at = calibrated_at + timedelta(seconds=1)  # type: ignore[union-attr]
+        with factory() as session:
+            assert kb.state(session) is not first
+    finally:
+        with unit_of_work(factory) as session:
+            session.get(StoredPolicy, kb.model_name).calibrated_at = calibrated_at  # type: ignore[union-attr]
+        engine.dispose()
 
 
 def test_no_model_means_lexical_only_and_says_so(caplog: pytest.LogCaptureFixture, tmp_path) -> None:  # type: ignore[no-untyped-def]
