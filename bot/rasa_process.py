@@ -115,10 +115,20 @@ def _model_for(config: Path, log) -> Path:  # type: ignore[no-untyped-def]
 SESSION_TRACKER_STORE = "rasa_channels.session_tracker_store.SessionRedisTrackerStore"
 
 
-def redis_store(redis_url: str) -> dict[str, str | int]:
-    """Rasa's Redis store settings (`url` = host, `port`, `db`) for a REDIS_URL."""
+def redis_store(redis_url: str) -> dict[str, str | int | bool]:
+    """Rasa's Redis store settings for a REDIS_URL: `url` (the host), `port`, `db`, and the URL's credentials
+    (`username`, `password`, percent-decoded) and `use_ssl` for `rediss://`, which Rasa's stores also take."""
     parsed = httpx.URL(redis_url)
-    return {"url": parsed.host or "127.0.0.1", "port": parsed.port or 6379, "db": int(parsed.path.strip("/") or 0)}
+    store: dict[str, str | int | bool] = {
+        "url": parsed.host or "127.0.0.1", "port": parsed.port or 6379, "db": int(parsed.path.strip("/") or 0),
+    }  # fmt: skip
+    if parsed.username:
+        store["username"] = parsed.username
+    if parsed.password:
+        store["password"] = parsed.password
+    if parsed.scheme == "rediss":
+        store["use_ssl"] = True
+    return store
 
 
 def write_endpoints(path: Path, action_url: str, redis_url: str | None, key_prefix: str = "gridbot") -> Path:
