@@ -49,6 +49,8 @@ from tests.servers import free_port, fresh_postgres
 GROUPS = ("demo-grid-1", "demo-grid-2", "demo-grid-3", "demo-grid-4")
 TEXTS: list[tuple[str, bool]] = [(q, True) for q in QUESTIONS] + [(c, False) for c in CHATTER]
 TARGET_OVERHEAD = 1.5
+# A soak's replies may finish this long after its window (the slowest turns in flight) and still count as kept up.
+BACKLOG_GRACE_SECONDS = 5.0
 TARGET_RATE = 50.0
 SAMPLE_SECONDS = 10.0
 console = Console(width=max(Console().width, 120))  # the tables stay readable in a log file
@@ -318,11 +320,16 @@ def soak(app: Stack, seconds: float, rate: float, concurrency: int) -> None:
                             rate=rate, seconds=seconds, on_tick=sample))  # fmt: skip
     sample(run)
     run.deferred = app.deferred() - held
-    ok = run.errors == 0 and run.deferred == 0 and run.rate >= TARGET_RATE
+    # Sustained = every slot of the pace sent inside the window and answered with no backlog left at its end.
+    # (Messages over the whole wall time can never reach a pace equal to the target: the last replies land after.)
+    sustained = len(run.latencies) / seconds
+    backlog = run.wall - seconds
+    ok = run.errors == 0 and run.deferred == 0 and sustained >= TARGET_RATE and backlog <= BACKLOG_GRACE_SECONDS
     console.print(
-        f"soak: {len(run.latencies)} messages in {run.wall:.0f} s = {run.rate:.1f} msg/s "
-        f"({'[green]✓' if ok else '[red]✗'} target ≥ {TARGET_RATE:.0f} msg/s sustained with no errors[/]), "
-        f"{run.errors} errors, {run.deferred} held for Rasa, p50 {run.p(0.5):.0f} ms, p99 {run.p(0.99):.0f} ms"
+        f"soak: {len(run.latencies)} messages in the {seconds:.0f} s window = {sustained:.1f} msg/s, the last reply "
+        f"{backlog:.1f} s after it ({'[green]✓' if ok else '[red]✗'} target ≥ {TARGET_RATE:.0f} msg/s sustained with no "
+        f"errors and no backlog[/]), {run.errors} errors, {run.deferred} held for Rasa, p50 {run.p(0.5):.0f} ms, "
+        f"p99 {run.p(0.99):.0f} ms"
     )
     table = Table(title="RSS over the soak (MB; slope by least squares, second half = after warm-up)")
     for column in ("process", "first", "last", "max", "slope MB/min", "slope 2nd half MB/min", "flat?"):

