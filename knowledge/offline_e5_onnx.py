@@ -17,7 +17,6 @@ import base64
 import hashlib
 import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -38,8 +37,8 @@ OPSET = 17
 
 
 def onnx_e5_dir() -> Path:
-    cache = Path(os.environ.get("GRIDBOT_CACHE", Path.home() / ".cache" / "gridbot"))
-    return cache / "models" / ONNX_E5_DIRNAME
+    """Beside the sentence-transformers folder it is exported from, in the same set-up cache."""
+    return offline_e5_dir().parent / ONNX_E5_DIRNAME
 
 
 def _card_or_none(folder: Path) -> dict[str, object] | None:
