@@ -11,11 +11,12 @@ import asyncio
 import json
 import os
 import re
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from datetime import time as dtime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
@@ -237,32 +238,49 @@ def test_default_prefix_after_normalisation(text: str) -> None:
 
 
 class FakeRasaParse:
-    """Stands in for Rasa's HTTP `/model/parse` (an external server) and counts how often it is asked."""
+    """Stands in for Rasa's HTTP `/model/parse` (an external server): a real local HTTP server answering the
+    intent and confidence set on it, counting how often it is asked."""
 
     def __init__(self) -> None:
         self.intent = "chitchat"
         self.confidence = 0.0
         self.calls = 0
+        owner = self
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        assert request.url.path == "/model/parse"
-        self.calls += 1
-        return httpx.Response(200, json={"intent": {"name": self.intent, "confidence": self.confidence}, "entities": []})
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                assert self.path == "/model/parse"
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                owner.calls += 1
+                intent = {"name": owner.intent, "confidence": owner.confidence}
+                data = json.dumps({"intent": intent, "entities": []}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture(scope="module")
-def fake_rasa() -> FakeRasaParse:
-    return FakeRasaParse()
+def fake_rasa() -> Iterator[FakeRasaParse]:
+    fake = FakeRasaParse()
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
 
 
 @pytest.fixture(scope="module")
-def router(fake_rasa: FakeRasaParse) -> Iterator[MessageRouter]:
-    """The real router and RasaClient, with the HTTP transport pointed at the fake parse endpoint."""
-    rasa = RasaClient("http://rasa.invalid")
-    rasa._http = httpx.AsyncClient(base_url="http://rasa.invalid", transport=httpx.MockTransport(fake_rasa))
+def router(fake_rasa: FakeRasaParse) -> MessageRouter:
+    """The real router and RasaClient, talking to the fake parse endpoint."""
     # unaddressed_parse uses only the settings, Rasa and the clock; the stores are not reached.
-    yield MessageRouter(Settings(), rasa, MemoryExpectations(), deferred=None, policies=None)  # type: ignore[arg-type]
-    asyncio.run(rasa.aclose())
+    return MessageRouter(Settings(), RasaClient(fake_rasa.url), MemoryExpectations(), deferred=None, policies=None)  # type: ignore[arg-type]
 
 
 intents = st.sampled_from(
@@ -282,7 +300,14 @@ def _decide(
 ) -> bool:
     fake.intent, fake.confidence = intent, confidence
     router.clock = lambda: now
-    return asyncio.run(router.unaddressed_parse("楼道灯坏了", awaiting, policy)) is not None
+
+    async def decide() -> bool:
+        try:
+            return await router.unaddressed_parse("楼道灯坏了", awaiting, policy) is not None
+        finally:
+            await router.rasa.aclose()  # each example runs on a loop of its own
+
+    return asyncio.run(decide())
 
 
 @PROPS

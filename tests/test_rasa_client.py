@@ -12,20 +12,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bot.ports import free_port
-from bot.rasa_client import RasaClient, RasaUnavailable, server_urls
+from bot.rasa_client import RasaClient, RasaRequestRejected, RasaUnavailable, server_urls
 
 
 class _Server:
     """A real HTTP server answering like Rasa's /model/parse and /status, counting what it was sent."""
 
-    def __init__(self, name: str, status: int = 200) -> None:
-        self.name, self.status, self.hits = name, status, 0
+    def __init__(self, name: str, status: int = 200, raw: bytes | None = None) -> None:
+        self.name, self.status, self.hits, self.raw = name, status, 0, raw
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self, body: dict[str, object]) -> None:
                 owner.hits += 1
-                data = json.dumps(body).encode()
+                data = owner.raw if owner.raw is not None else json.dumps(body).encode()
                 self.send_response(owner.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -59,6 +59,13 @@ def servers() -> Iterator[list[_Server]]:
         server.close()
 
 
+async def _ready(client: RasaClient) -> bool:
+    try:
+        return await client.ready()
+    finally:
+        await client.aclose()
+
+
 async def _parses(client: RasaClient, count: int) -> list[str]:
     try:
         return [(await client.parse("你好"))["text"] for _ in range(count)]
@@ -75,10 +82,10 @@ def test_a_server_refusing_connections_is_skipped(servers: list[_Server]) -> Non
     a, _, _ = servers
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused, nothing was sent
     assert asyncio.run(_parses(RasaClient(f"{dead},{a.url}"), 3)) == ["a", "a", "a"]
-    assert asyncio.run(RasaClient(f"{dead},{a.url}").ready())
-    with pytest.raises(RasaUnavailable, match="ConnectError"):
+    assert asyncio.run(_ready(RasaClient(f"{dead},{a.url}")))
+    with pytest.raises(RasaUnavailable, match="cannot connect"):
         asyncio.run(_parses(RasaClient(f"{dead},http://127.0.0.1:{free_port()}"), 1))
-    assert not asyncio.run(RasaClient(dead).ready())
+    assert not asyncio.run(_ready(RasaClient(dead)))
 
 
 def test_a_server_that_failed_a_request_is_not_retried_elsewhere(servers: list[_Server]) -> None:
@@ -87,6 +94,38 @@ def test_a_server_that_failed_a_request_is_not_retried_elsewhere(servers: list[_
     with pytest.raises(RasaUnavailable, match="HTTP 500"):
         asyncio.run(_parses(client, 1))
     assert (broken.hits, a.hits) == (1, 0)
+
+
+def test_a_rejected_request_is_not_taken_for_an_outage() -> None:
+    """A 400 means our request was wrong: holding the message for a retry would block the queue behind it."""
+    rejecting = _Server("rejecting", status=400)
+    try:
+        with pytest.raises(RasaRequestRejected, match="HTTP 400"):
+            asyncio.run(_parses(RasaClient(rejecting.url), 1))
+    finally:
+        rejecting.close()
+
+
+def test_an_answer_that_is_not_json_is_an_outage() -> None:
+    garbled = _Server("garbled", raw=b"<html>502 Bad Gateway</html>")
+    try:
+        with pytest.raises(RasaUnavailable, match="not JSON"):
+            asyncio.run(_parses(RasaClient(garbled.url), 1))
+    finally:
+        garbled.close()
+
+
+def test_one_client_serves_event_loops_one_after_another(servers: list[_Server]) -> None:
+    """Tests and CLIs call the same client from successive asyncio.run loops: each gets a working session."""
+    a, _, _ = servers
+    client = RasaClient(a.url)
+
+    async def once() -> str:
+        return (await client.parse("你好"))["text"]
+
+    assert [asyncio.run(once()) for _ in range(3)] == ["a", "a", "a"]
+    asyncio.run(client.aclose())
+    assert a.hits == 3
 
 
 def test_rasa_url_must_name_a_server() -> None:
