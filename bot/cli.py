@@ -323,7 +323,10 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     """Run the app (web chat, action endpoint) on APP_HOST:APP_PORT."""
     settings = get_settings()
     configure_logging()
-    uvicorn.run("bot.app:create_app", factory=True, host=host or settings.app_host, port=port or settings.app_port)
+    uvicorn.run(
+        "bot.app:create_app", factory=True, host=host or settings.app_host, port=port or settings.app_port,
+        access_log=settings.app_access_log,
+    )  # fmt: skip
 
 
 @app.command("run")
@@ -373,7 +376,10 @@ def run(demo: bool = typer.Option(True, help="Load the demo grids, groups, worke
 
     threading.Thread(target=announce, daemon=True).start()
     try:
-        uvicorn.run("bot.app:create_app", factory=True, host=settings.app_host, port=settings.app_port)
+        uvicorn.run(
+            "bot.app:create_app", factory=True, host=settings.app_host, port=settings.app_port,
+            access_log=settings.app_access_log,
+        )  # fmt: skip
     finally:
         for rasa in rasas:
             rasa.terminate()

@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     rasa_timeout_seconds: float = 30.0
     app_host: str = "127.0.0.1"
     app_port: int = 8000
+    # uvicorn's line per HTTP request. Off by default: Rasa's action calls and the chat API make two per message,
+    # and building and redacting those records was ~7 % of the app's CPU under load; nginx in front of the apps
+    # (deploy/nginx.conf) logs every request anyway. Errors and the app's own records are logged either way.
+    app_access_log: bool = False
     bot_name: str = "网格助手"
     # The local web chat (/chat and /api/v1/local/*) lets anyone who reaches the app play any resident or worker
     # and read their transcripts: right for trying the bot and for tests, wrong on a public server. Turn it off

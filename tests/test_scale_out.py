@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import redis
@@ -56,6 +57,7 @@ class Cluster:
     a: Chat  # app A, served by Rasa 1
     b: Chat  # app B, served by Rasa 2
     factory: sessionmaker[Session]
+    logs: tuple[Path, Path]  # app A's (request lines on: APP_ACCESS_LOG=true) and app B's (the default: off)
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +85,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         apps = []
         for n, (app_port, (rasa_url, _, _)) in enumerate(zip(app_ports, rasas, strict=True), start=1):
             env = {"DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "RASA_URL": rasa_url}
+            if n == 1:
+                env["APP_ACCESS_LOG"] = "true"
             log_file = folder / f"app{n}.log"
             process = start_app(app_port, env, log_file)
             stack.callback(stop, process)
@@ -99,7 +103,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         a, b = Chat(apps[0][0]), Chat(apps[1][0])
         stack.callback(a.http.close)
         stack.callback(b.http.close)
-        yield Cluster(a, b, make_session_factory(engine))
+        yield Cluster(a, b, make_session_factory(engine), (apps[0][2], apps[1][2]))
 
 
 def _delete_keys(client: redis.Redis, *patterns: str) -> None:
@@ -150,6 +154,17 @@ def test_report_alternating_between_two_apps_and_two_rasa_servers_completes(clus
         assert (ticket.number, ticket.location, ticket.group_id) == (number, "3号楼2单元", GROUP)
         assert (ticket.status, ticket.rating, ticket.result) == ("closed", "满意", "已更换灯泡")
         assert [e.action for e in ticket.events] == ["submit", "dispatch", "resolve", "close"]
+
+
+@pytest.mark.rasa
+def test_request_lines_are_logged_only_where_asked_for(cluster: Cluster) -> None:
+    """uvicorn's line per request (two per message) is off unless APP_ACCESS_LOG=true; the app's own records stay."""
+    for chat in (cluster.a, cluster.b):
+        chat.say("今天天气不错", group=GROUP, sender=f"resident-{uuid.uuid4().hex[:8]}", name="居民")
+    with_lines, without = (log.read_text(encoding="utf-8", errors="replace") for log in cluster.logs)
+    assert '"POST /api/v1/local/messages HTTP/1.1" 200' in with_lines
+    assert "/api/v1/local/messages" not in without and "/webhook" not in without
+    assert "Application startup complete" in without  # the process logged; only the request lines are gone
 
 
 @pytest.mark.rasa
