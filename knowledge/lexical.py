@@ -44,7 +44,11 @@ class Bm25Index:
 
     def scores(self, query: str) -> np.ndarray:
         """Normalised score of every document for this question (zeros when nothing matches)."""
-        query_terms = set(terms(query))
+        return self.scores_for_terms(terms(query))
+
+    def scores_for_terms(self, question_terms: Sequence[str]) -> np.ndarray:
+        """`scores` for a question already split by `terms` (one split serves several indexes)."""
+        query_terms = set(question_terms)
         if not self.size or not query_terms:
             return np.zeros(self.size, dtype=np.float32)
         known = [term for term in query_terms if term in self._idf]

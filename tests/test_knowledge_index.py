@@ -8,6 +8,7 @@ import numpy as np
 
 from knowledge.hybrid import EntryRecord, HybridIndex
 from knowledge.lexical import Bm25Index
+from knowledge.text_features import terms
 
 RECORDS = [
     EntryRecord(1, "district", None, None, ("高龄津贴怎么申请", "80岁老人有什么补贴")),
@@ -30,6 +31,20 @@ def test_allowed_mask_applies_region_and_dates() -> None:
     mask = index.allowed(["district"], date(2026, 11, 25))
     assert mask.tolist() == [True, False, False, False]
     assert index.allowed(["district", "community-a"], date(2027, 3, 1)).tolist() == [True, False, True, True]
+
+
+def test_allowed_masks_are_remembered_read_only_per_chain_and_day() -> None:
+    index = HybridIndex(RECORDS)
+    first = index.allowed(["district", "community-a"], date(2026, 11, 25))
+    assert index.allowed(("district", "community-a"), date(2026, 11, 25)) is first  # no second np.isin
+    assert not first.flags.writeable  # a caller cannot spoil the mask the next question gets
+    assert index.allowed(["district", "community-a"], date(2027, 3, 1)).tolist() == [True, False, True, True]
+    assert first.tolist() == [True, False, True, False]  # the other day's mask did not overwrite it
+
+
+def test_one_split_of_the_question_scores_like_the_text() -> None:
+    index = Bm25Index.from_texts(["高龄津贴怎么申请", "居住证怎么办理"])
+    assert index.scores_for_terms(terms("居住证怎么办")).tolist() == index.scores("居住证怎么办").tolist()
 
 
 def test_search_only_returns_allowed_entries_and_uses_the_entry_body() -> None:
