@@ -10,7 +10,14 @@ Here the usual key holds the latest session only, and earlier sessions are appen
 beside it (`<key>#past`). Saving writes the latest session (and moves a finished one to the list when a new
 session has begun); the latest-session read is what Rasa's own store returns, from a shorter value; the full
 history is the list plus the key. A value written by Rasa's own store (all sessions in one key) is split
-the first time it is read. Select it in endpoints.yml with
+the first time it is read.
+
+A save is one Redis call (a Lua script): it reads the list's last archived event, appends only the earlier
+sessions' events newer than that, and writes the latest session with its TTL, atomically. Done from Python
+it was a read and then a MULTI, two round trips on Rasa's event loop, and a save happens on every turn that
+starts a session (most of a group's turns: a resident rarely writes twice within two hours).
+
+Select it in endpoints.yml with
 `tracker_store: {type: rasa_channels.session_tracker_store.SessionRedisTrackerStore, …}` and the usual
 Redis settings.
 """
@@ -32,6 +39,29 @@ from rasa.shared.core.trackers import DialogueStateTracker
 logger = logging.getLogger(__name__)
 
 PAST_SUFFIX = "#past"
+# KEYS: the latest session's key, the history list. ARGV: TTL in seconds (0: none), the latest session's JSON,
+# then (timestamp, event JSON) for every event of the earlier sessions the tracker holds, oldest first.
+# Events no newer than the list's last one are there already (a tracker may carry sessions moved before).
+_SAVE_SCRIPT = """
+local ttl = tonumber(ARGV[1])
+local last = redis.call('LINDEX', KEYS[2], -1)
+local archived_until = nil
+if last then archived_until = tonumber(cjson.decode(last)['timestamp']) or 0 end
+local fresh = {}
+for i = 3, #ARGV, 2 do
+  if archived_until == nil or tonumber(ARGV[i]) > archived_until then fresh[#fresh + 1] = ARGV[i + 1] end
+end
+for first = 1, #fresh, 1000 do
+  redis.call('RPUSH', KEYS[2], unpack(fresh, first, math.min(first + 999, #fresh)))
+end
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return #fresh
+"""
 
 
 def sessions_of(events: list[Event]) -> list[list[Event]]:
@@ -46,6 +76,10 @@ def _dialogue_json(sender_id: str, events: list[Event]) -> str:
 class SessionRedisTrackerStore(RedisTrackerStore):
     """Same settings and latest-session answers as `RedisTrackerStore`; earlier sessions in a list beside it."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._save_script = self.red.register_script(_SAVE_SCRIPT)
+
     def _keys(self, sender_id: str) -> tuple[str, str]:
         latest = self.key_prefix + sender_id
         return latest, latest + PAST_SUFFIX
@@ -53,29 +87,15 @@ class SessionRedisTrackerStore(RedisTrackerStore):
     async def save(self, tracker: DialogueStateTracker, timeout: float | None = None) -> None:
         await self.stream_events(tracker)
         sessions = sessions_of(list(tracker.events)) or [[]]  # a tracker with no events yet is one empty session
-        with self.red.pipeline(transaction=True) as pipe:
-            self._queue_write(pipe, tracker.sender_id, sessions, timeout or self.record_exp)
-            pipe.execute()
+        self._write(self.red, tracker.sender_id, sessions, timeout or self.record_exp)
 
-    def _queue_write(self, pipe: Any, sender_id: str, sessions: list[list[Event]], ttl: float | None) -> None:
-        """Queue on a MULTI pipeline: earlier sessions' new events onto the list, the latest session into the key."""
-        latest_key, past_key = self._keys(sender_id)
-        unarchived = self._not_yet_archived(past_key, [event for session in sessions[:-1] for event in session])
-        if unarchived:
-            pipe.rpush(past_key, *(json.dumps(event.as_dict()) for event in unarchived))
-        pipe.set(latest_key, _dialogue_json(sender_id, sessions[-1]), ex=int(ttl) if ttl else None)
-        if ttl:
-            pipe.expire(past_key, int(ttl))  # the history lives as long as the conversation's latest turn
-
-    def _not_yet_archived(self, past_key: str, earlier: list[Event]) -> list[Event]:
-        """Earlier-session events newer than the list's last one: a tracker may hold sessions already moved."""
-        if not earlier:
-            return []
-        last = self.red.lindex(past_key, -1)
-        if last is None:
-            return earlier
-        archived_until = float(json.loads(last).get("timestamp") or 0.0)
-        return [event for event in earlier if event.timestamp > archived_until]
+    def _write(self, client: Any, sender_id: str, sessions: list[list[Event]], ttl: float | None) -> None:
+        """Earlier sessions' new events onto the list, the latest session into the key: one script call (queued
+        when `client` is a pipeline)."""
+        args: list[Any] = [int(ttl) if ttl else 0, _dialogue_json(sender_id, sessions[-1])]
+        for event in (event for session in sessions[:-1] for event in session):
+            args += [repr(float(event.timestamp)), json.dumps(event.as_dict())]
+        self._save_script(keys=list(self._keys(sender_id)), args=args, client=client)
 
     async def _retrieve(self, sender_id: str, fetch_all_sessions: bool) -> DialogueStateTracker | None:
         latest_key, past_key = self._keys(sender_id)
@@ -108,7 +128,7 @@ class SessionRedisTrackerStore(RedisTrackerStore):
                     return
                 ttl = pipe.ttl(latest_key)
                 pipe.multi()
-                self._queue_write(pipe, sender_id, sessions, ttl if ttl > 0 else None)
+                self._write(pipe, sender_id, sessions, ttl if ttl > 0 else None)
                 pipe.execute()
             except redis.WatchError:
                 logger.debug("tracker %s changed while its earlier sessions were being moved; next read retries", sender_id)

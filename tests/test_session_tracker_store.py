@@ -89,12 +89,32 @@ async def main():
     )
     legacy_full_after = dump(await switched.retrieve_full_tracker("old"))
     ttls = [red.ttl(ours.key_prefix + "resident"), red.ttl(ours.key_prefix + "resident#past")]
+
+    # Round trips of a save that starts a session (a first message: the new tracker's action_listen is history).
+    sent = []
+    real_send = redis.connection.Connection.send_packed_command
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return real_send(self, command, check_health)
+    redis.connection.Connection.send_packed_command = counting
+    round_trips = {}
+    for name, store in (("rasa", rasas), ("ours", ours)):
+        tracker = await store.get_or_create_tracker("new-" + name)
+        tracker.update_with_events(session(["你好"]), domain)
+        await store.save(tracker)  # a first save loads the script: not what each turn pays
+        tracker.update_with_events(session(["再见"]), domain)
+        sent.clear()
+        await store.save(tracker)
+        round_trips[name] = len(sent)
+    redis.connection.Connection.send_packed_command = real_send
+    new_full = dump(await ours.retrieve_full_tracker("new-ours"))
     for key in red.scan_iter(prefix + "*"):
         red.delete(key)
     print(json.dumps({
         "rasa": theirs_out, "ours": ours_out, "latest_value_events": len(latest_value["events"]), "keys": keys,
         "legacy_latest": legacy_latest, "legacy_full_before": legacy_full_before, "legacy_full_after": legacy_full_after,
-        "legacy_value_sessions": legacy_value_sessions, "ttls": ttls,
+        "legacy_value_sessions": legacy_value_sessions, "ttls": ttls, "round_trips": round_trips,
+        "new_full_users": [e.get("text") for e in new_full if e["event"] == "user"],
     }))
 
 asyncio.run(main())
@@ -129,3 +149,6 @@ def test_session_store_answers_like_rasas_own_and_keeps_history_apart() -> None:
     assert [e.get("text") for e in report["legacy_latest"] if e["event"] == "user"] == ["二"]
     assert report["legacy_value_sessions"] == 1
     assert report["legacy_full_after"] == report["legacy_full_before"]
+    # A save is one round trip (one script call) where Rasa's own store takes two (read to merge, then write).
+    assert report["round_trips"] == {"rasa": 2, "ours": 1}, report["round_trips"]
+    assert report["new_full_users"] == ["你好", "再见"]
