@@ -120,6 +120,8 @@ def _model_for(config: Path, log) -> Path:  # type: ignore[no-untyped-def]
 
 # Rasa's Redis tracker store, keeping earlier conversation sessions apart (rasa_channels/session_tracker_store.py).
 SESSION_TRACKER_STORE = "rasa_channels.session_tracker_store.SessionRedisTrackerStore"
+# Rasa's Redis lock store, a ticket taken and released in one atomic call each (rasa_channels/ticket_lock_store.py).
+TICKET_LOCK_STORE = "rasa_channels.ticket_lock_store.AtomicRedisLockStore"
 
 
 def redis_store(redis_url: str) -> dict[str, str | int | bool]:
@@ -148,7 +150,7 @@ def write_endpoints(path: Path, action_url: str, redis_url: str | None, key_pref
         store = redis_store(redis_url)
         week = 7 * 24 * 3600
         endpoints["tracker_store"] = {"type": SESSION_TRACKER_STORE, **store, "key_prefix": key_prefix, "record_exp": week}
-        endpoints["lock_store"] = {"type": "redis", **store, "key_prefix": key_prefix}
+        endpoints["lock_store"] = {"type": TICKET_LOCK_STORE, **store, "key_prefix": key_prefix}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(endpoints, allow_unicode=True), encoding="utf-8")
     return path

@@ -91,4 +91,4 @@ def test_rasas_stores_reach_a_redis_that_requires_a_password(protected_redis: st
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report == {"stores": ["SessionRedisTrackerStore", "RedisLockStore"], "text": "楼道灯坏了"}
+    assert report == {"stores": ["SessionRedisTrackerStore", "AtomicRedisLockStore"], "text": "楼道灯坏了"}
