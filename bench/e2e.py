@@ -268,7 +268,10 @@ async def drive(send: Sender, concurrency: int, rounds: int, *, rate: float | No
 
 def levels_table(results: list[tuple[int, Run, Run]]) -> Table:
     table = Table(title="web chat end to end vs. Rasa /model/parse at the same concurrency (ms)")
-    columns = ("concurrency", "path", "messages", "errors", "held", "p50", "p99", "msg/s", "CPU ms/msg", "e2e/parse p50 (≤ 1.5×)")
+    columns = (
+        "concurrency", "path", "messages", "errors", "held", "p50", "p99", "msg/s", "CPU ms/msg", "e2e/parse p50 (≤ 1.5×)",
+        "added/parse p50",
+    )  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column == "path" else "right")
     for concurrency, parse, e2e in results:
@@ -279,6 +282,7 @@ def levels_table(results: list[tuple[int, Run, Run]]) -> Table:
                 str(concurrency), name, str(len(run.latencies)), str(run.errors), str(run.deferred) if name == "e2e" else "",
                 f"{run.p(0.5):.0f}", f"{run.p(0.99):.0f}",
                 f"{run.rate:.1f}", run.cpu_ms_per_message(), f"{ratio:.2f}× {verdict}" if name == "e2e" else "",
+                f"{ratio - 1:.2f}×" if name == "e2e" else "",
             )  # fmt: skip
     return table
 
@@ -386,7 +390,9 @@ def main() -> None:
             results.append((concurrency, parse, e2e))
         console.print(levels_table(results))
         console.print(
-            f"targets (2 cores): p50 e2e ≤ {TARGET_OVERHEAD}× the parse floor; ≥ {TARGET_RATE:.0f} msg/s sustained with "
+            f"targets (2 cores): p50 e2e ≤ {TARGET_OVERHEAD}× the parse floor (the strict reading of #9's \"overhead ≤ 1.5× "
+            "the floor\"; \"added/parse\" is what the turn adds beyond the parse, the literal one); "
+            f"≥ {TARGET_RATE:.0f} msg/s sustained with "
             "no errors (held = Rasa timed out, the resident was told to wait); RSS flat over 10 minutes / 30,000 "
             "messages. Figures from a shared or loaded machine mean little."
         )
