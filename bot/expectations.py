@@ -25,7 +25,6 @@ class Awaiting(StrEnum):
 
 class Expectations(Protocol):
     async def expect(self, conversation_id: str, awaiting: Awaiting, ttl_seconds: int) -> None: ...
-    async def expect_unless_waiting(self, conversation_id: str, awaiting: Awaiting, ttl_seconds: int) -> None: ...
     async def awaiting(self, conversation_id: str) -> Awaiting | None: ...
     async def clear(self, conversation_id: str) -> None: ...
 
@@ -36,11 +35,6 @@ class MemoryExpectations:
 
     async def expect(self, conversation_id: str, awaiting: Awaiting, ttl_seconds: int) -> None:
         self._entries[conversation_id] = (awaiting, time.monotonic() + ttl_seconds)
-
-    async def expect_unless_waiting(self, conversation_id: str, awaiting: Awaiting, ttl_seconds: int) -> None:
-        """`expect`, unless the bot already waits for something from this person (that one stays, TTL unchanged)."""
-        if await self.awaiting(conversation_id) is None:
-            await self.expect(conversation_id, awaiting, ttl_seconds)
 
     async def awaiting(self, conversation_id: str) -> Awaiting | None:
         entry = self._entries.get(conversation_id)
@@ -66,13 +60,6 @@ class RedisExpectations:
     async def expect(self, conversation_id: str, awaiting: Awaiting, ttl_seconds: int) -> None:
         try:
             await self._redis.set(self._prefix + conversation_id, awaiting.value, ex=ttl_seconds)
-        except aioredis.RedisError as exc:
-            log.warning("redis unavailable, cannot remember expected reply for %s: %s", conversation_id, exc)
-
-    async def expect_unless_waiting(self, conversation_id: str, awaiting: Awaiting, ttl_seconds: int) -> None:
-        """One SET NX: checking first and then setting took two round trips on every answered question."""
-        try:
-            await self._redis.set(self._prefix + conversation_id, awaiting.value, ex=ttl_seconds, nx=True)
         except aioredis.RedisError as exc:
             log.warning("redis unavailable, cannot remember expected reply for %s: %s", conversation_id, exc)
 

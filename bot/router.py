@@ -170,7 +170,8 @@ class MessageRouter:
 
     async def _expect_feedback(self, conv: str) -> None:
         """Listen for "没用" after an answer, unless the bot already waits for something else (a rating)."""
-        await self.expectations.expect_unless_waiting(conv, Awaiting.FEEDBACK, self.settings.expect_feedback_seconds)
+        if await self.expectations.awaiting(conv) is None:
+            await self.expectations.expect(conv, Awaiting.FEEDBACK, self.settings.expect_feedback_seconds)
 
     async def expect_ratings(self, channel: str, outgoing: list[OutgoingMessage]) -> None:
         """After a rating request goes out, the reporter's next message in that room is listened to."""

@@ -37,46 +37,11 @@ def test_redis_expectations_keep_their_kind_and_expire(redis_client: redis.Redis
     asyncio.run(scenario())
 
 
-def test_a_waiting_expectation_is_not_replaced(redis_client: redis.Redis) -> None:
-    """An answer's feedback window never overwrites a pending rating, and is set when nothing is pending."""
-
-    async def scenario(store: RedisExpectations | MemoryExpectations, conv: str) -> list[Awaiting | None]:
-        seen = []
-        await store.expect_unless_waiting(conv, Awaiting.FEEDBACK, 60)
-        seen.append(await store.awaiting(conv))
-        await store.expect(conv, Awaiting.RATING, 60)
-        await store.expect_unless_waiting(conv, Awaiting.FEEDBACK, 60)
-        seen.append(await store.awaiting(conv))
-        await store.clear(conv)
-        return seen
-
-    async def both() -> None:
-        client = aioredis.from_url(REDIS_URL)
-        conv = f"webchat:g:{uuid.uuid4().hex}"
-        try:
-            expected = [Awaiting.FEEDBACK, Awaiting.RATING]
-            assert await scenario(RedisExpectations(client), conv) == expected
-            assert await scenario(MemoryExpectations(), conv) == expected
-            await store_ttl_kept(client, conv)
-        finally:
-            await client.aclose()
-
-    async def store_ttl_kept(client: aioredis.Redis, conv: str) -> None:
-        store = RedisExpectations(client)
-        await store.expect(conv, Awaiting.RATING, 100)
-        await store.expect_unless_waiting(conv, Awaiting.FEEDBACK, 5)
-        assert 5 < await client.ttl(RedisExpectations.PREFIX + conv) <= 100  # the rating's window, untouched
-        await store.clear(conv)
-
-    asyncio.run(both())
-
-
 def test_dead_redis_degrades_to_not_expected() -> None:
     async def scenario() -> None:
         client = aioredis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
         store = RedisExpectations(client)
         await store.expect("c", Awaiting.FORM, 60)  # logged, not raised
-        await store.expect_unless_waiting("c", Awaiting.FEEDBACK, 60)
         assert await store.awaiting("c") is None
         await store.clear("c")
         await client.aclose()
