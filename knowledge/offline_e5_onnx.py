@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from knowledge.embeddings import MODEL_CARD, offline_e5_dir
@@ -152,17 +154,30 @@ def _sentencepiece_model(tokenizer_json: Path) -> bytes:
     return model.SerializeToString()
 
 
+@contextmanager
+def _staged(source: Path, out_dir: Path) -> Iterator[tuple[Path, Path]]:
+    """A scratch folder and a staging folder that becomes `out_dir` when the block succeeds: the folder appears
+    complete (its card written last) or not at all."""
+    if not (source / MODEL_CARD).is_file():
+        raise FileNotFoundError(f"{source} is not a built model folder: run `python -m knowledge.offline_e5` first")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
+        work = Path(tmp)
+        staging = work / "staging"
+        staging.mkdir()
+        yield work, staging
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    print(f"  done in {time.monotonic() - started:.0f} s", flush=True)
+
+
 def build(source: Path, out_dir: Path) -> Path:
     """Export, quantise, write the card last; the folder appears complete or not at all."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    if not (source / MODEL_CARD).is_file():
-        raise FileNotFoundError(f"{source} is not a built model folder: run `python -m knowledge.offline_e5` first")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
-        work = Path(tmp)
-        staging = work / "encoder"
-        staging.mkdir()
+    with _staged(source, out_dir) as (work, staging):
         started = time.monotonic()
         print("  exporting the fp32 graph (torch → ONNX)…", flush=True)
         _export_fp32(source, work / "fp32.onnx")
@@ -186,10 +201,6 @@ def build(source: Path, out_dir: Path) -> Path:
             "sha256": {name: _sha256(staging / name) for name in (MODEL_FILE, TOKENIZER_FILE)},
         }
         (staging / ENCODER_CARD).write_text(json.dumps(card, ensure_ascii=False, indent=1), encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-        print(f"  done in {time.monotonic() - started:.0f} s", flush=True)
     return out_dir
 
 
@@ -204,22 +215,12 @@ def fp32_up_to_date(folder: Path, source: Path) -> bool:
 def build_fp32(source: Path, out_dir: Path) -> Path:
     """The fp32 graph, the model's own tokenizer.json and a card naming the model as its source folder does (the
     same vectors, so the knowledge base's cached vectors and calibration stay valid); the card is written last."""
-    if not (source / MODEL_CARD).is_file():
-        raise FileNotFoundError(f"{source} is not a built model folder: run `python -m knowledge.offline_e5` first")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
-        staging = Path(tmp) / "model"
-        staging.mkdir()
-        started = time.monotonic()
+    with _staged(source, out_dir) as (_, staging):
         print("  exporting the fp32 graph (torch → ONNX)…", flush=True)
         _export_fp32(source, staging / MODEL_FILE)
         shutil.copyfile(source / "tokenizer.json", staging / "tokenizer.json")
         card = {"name": _source_name(source), "recipe": FP32_RECIPE, "prefix": "query: ", "max_tokens": 512}
         (staging / FP32_CARD).write_text(json.dumps(card, ensure_ascii=False, indent=1), encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-        print(f"  done in {time.monotonic() - started:.0f} s", flush=True)
     return out_dir
 
 
