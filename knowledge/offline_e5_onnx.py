@@ -225,22 +225,19 @@ def build_fp32(source: Path, out_dir: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    source, target, fp32 = offline_e5_dir(), onnx_e5_dir(), fp32_dir()
-    force = "--force" in argv
-    if up_to_date(target, source) and not force:
-        print(f"e5 int8 encoder present: {target}")
-    else:
-        print(f"==> exporting multilingual-e5-small to ONNX int8 for Rasa's featurizer into {target}")
-        build(source, target)
-        print(f"e5 int8 encoder ready: {target}")
-    if fp32_up_to_date(fp32, source) and not force:
-        print(f"e5 fp32 sentence model present: {fp32}")
-    else:
-        print(f"==> exporting multilingual-e5-small to ONNX fp32 for the knowledge base into {fp32}")
-        build_fp32(source, fp32)
-        print(f"e5 fp32 sentence model ready: {fp32}")
+    source = offline_e5_dir()
+    exports = (
+        ("e5 int8 encoder", "int8 for Rasa's featurizer", onnx_e5_dir(), up_to_date, build),
+        ("e5 fp32 sentence model", "fp32 for the knowledge base", fp32_dir(), fp32_up_to_date, build_fp32),
+    )
+    for label, purpose, folder, current, export in exports:
+        if current(folder, source) and "--force" not in argv:
+            print(f"{label} present: {folder}")
+            continue
+        print(f"==> exporting multilingual-e5-small to ONNX {purpose} into {folder}")
+        export(source, folder)
+        print(f"{label} ready: {folder}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
