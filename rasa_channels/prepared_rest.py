@@ -19,7 +19,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from rasa_channels import action_validation, lookup_caches, pooled_endpoints
+from rasa_channels import action_validation, direct_graph_runner, lookup_caches, pooled_endpoints
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class PreparedRestInput(InputChannel):
     def from_credentials(cls, credentials: dict[str, Any] | None) -> InputChannel:
         """Rasa builds its channels once at start-up: the moment to install the project's speed-ups too."""
         action_validation.install()
+        direct_graph_runner.install()
         lookup_caches.install()
         pooled_endpoints.install()
         return cls()
