@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import itertools
 import re
+from typing import Any
 
+import httpx
 import pytest
+import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.expectations import Awaiting
+from bot.messages import conversation_id
+from bot.settings import Settings, namespace_for
 from grid.tickets import Ticket
 from tests.servers import Chat
 
@@ -25,6 +31,17 @@ def _room(replies: list[dict[str, str]], group: str = GROUP) -> list[str]:
 
 def _to(replies: list[dict[str, str]], contact: str) -> list[str]:
     return [r["text"] for r in replies if r["target_type"] == "contact" and r["target_id"] == contact]
+
+
+def _expectation_key(database_url: str, sender: str) -> str:
+    """The Redis key where the app notes which reply it waits for from this resident in GROUP."""
+    namespace = namespace_for(Settings(database_url=database_url))
+    return f"{namespace}:expect:{conversation_id('webchat', GROUP, sender)}"
+
+
+def _parse(rasa_url: str, text: str) -> Any:
+    """What Rasa makes of a text: shown when a reply the bot should have given is missing."""
+    return httpx.post(f"{rasa_url}/model/parse", json={"text": text}, timeout=30).json().get("intent")
 
 
 def test_policy_question_is_answered_with_its_source(chat: Chat, resident: tuple[str, str]) -> None:
@@ -165,7 +182,12 @@ def test_chatter_while_the_bot_waits_is_still_ignored(chat: Chat, resident: tupl
 
 
 def test_rating_still_counts_after_an_unrelated_question(
-    chat: Chat, resident: tuple[str, str], session_factory: sessionmaker[Session]
+    chat: Chat,
+    resident: tuple[str, str],
+    session_factory: sessionmaker[Session],
+    redis_client: redis.Redis,
+    database_url: str,
+    rasa_url: str,
 ) -> None:
     sender, name = resident
     number = _file_ticket(chat, sender, name)
@@ -174,8 +196,11 @@ def test_rating_still_counts_after_an_unrelated_question(
     answered = chat.say("低保怎么申请", group=GROUP, sender=sender, name=name, mention=True)
     assert answered and "来源" in answered[0]["text"], answered
     assert chat.say("今天天气真好啊", group=GROUP, sender=sender, name=name) == []
+    # Neither the answer nor the chatter took the place of the rating the bot waits for.
+    expected = redis_client.get(_expectation_key(database_url, sender))
+    assert expected == Awaiting.RATING.value.encode(), expected
     rated = chat.say("基本满意", group=GROUP, sender=sender, name=name)
-    assert any(number in text for text in _room(rated)), rated
+    assert any(number in text for text in _room(rated)), (rated, _parse(rasa_url, "基本满意"))
     with session_factory() as session:
         ticket = session.scalar(select(Ticket).where(Ticket.number == number))
         assert ticket is not None and (ticket.status, ticket.rating) == ("closed", "基本满意")
