@@ -17,8 +17,6 @@ from typing import Any
 from rasa.engine.exceptions import GraphRunError
 from rasa.engine.runner.dask import DaskGraphRunner
 
-_original_run = DaskGraphRunner.run
-
 
 def _run(self: DaskGraphRunner, inputs: dict[str, Any] | None = None, targets: list[str] | None = None) -> dict[str, Any]:
     run_targets = targets if targets else self._graph_schema.target_names
