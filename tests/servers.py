@@ -1,10 +1,14 @@
-"""Test helpers: fresh PostgreSQL databases per run and a web chat client; the app server is bot.embedded."""
+"""Test helpers: fresh PostgreSQL databases per run, a web chat client and a stand-in Rasa server; the app
+server is bot.embedded."""
 
 from __future__ import annotations
 
+import json
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -44,3 +48,47 @@ class Chat:
 
 
 __all__ = ["Chat", "app_server", "free_port", "fresh_postgres"]
+
+
+class FakeRasa:
+    """A real HTTP server on loopback answering like Rasa's `/model/parse` (POST) and `/status` (GET).
+
+    `parse` is the JSON that /model/parse answers (set it between requests), `status` the HTTP status of every
+    answer, `raw` bytes sent instead of any JSON; `hits` counts the requests. Another POST path gets 404, as
+    from Rasa.
+    """
+
+    def __init__(self, parse: dict[str, object], status: int = 200, raw: bytes | None = None) -> None:
+        self.parse, self.status, self.raw, self.hits = parse, status, raw, 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, status: int, body: dict[str, object]) -> None:
+                owner.hits += 1
+                data = owner.raw if owner.raw is not None else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path == "/model/parse":
+                    self._answer(owner.status, owner.parse)
+                else:
+                    self._answer(404, {"message": f"no route {self.path}"})
+
+            def do_GET(self) -> None:
+                self._answer(owner.status, {"model_file": "gridbot.tar.gz"})
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

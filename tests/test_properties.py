@@ -11,11 +11,9 @@ import asyncio
 import json
 import os
 import re
-import threading
 from collections.abc import Iterator
 from datetime import datetime
 from datetime import time as dtime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -30,6 +28,7 @@ from bot.privacy import MOBILE, mask_for_group, mask_phones, mask_rooms
 from bot.rasa_client import RasaClient
 from bot.router import MessageRouter
 from bot.settings import Settings
+from tests.servers import FakeRasa
 
 # GRIDBOT_PROPERTY_EXAMPLES=5000 for a deeper local run; CI keeps the default.
 PROPS = settings(
@@ -237,47 +236,20 @@ def test_default_prefix_after_normalisation(text: str) -> None:
 # -- router decisions: whether an unaddressed group message is worth answering ---------------------------
 
 
-class FakeRasaParse:
-    """Stands in for Rasa's HTTP `/model/parse` (an external server): a real local HTTP server answering the
-    intent and confidence set on it, counting how often it is asked."""
-
-    def __init__(self) -> None:
-        self.intent = "chitchat"
-        self.confidence = 0.0
-        self.calls = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                assert self.path == "/model/parse"
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                owner.calls += 1
-                intent = {"name": owner.intent, "confidence": owner.confidence}
-                data = json.dumps({"intent": intent, "entities": []}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+def _parse_answer(intent: str, confidence: float) -> dict[str, object]:
+    return {"intent": {"name": intent, "confidence": confidence}, "entities": []}
 
 
 @pytest.fixture(scope="module")
-def fake_rasa() -> Iterator[FakeRasaParse]:
-    fake = FakeRasaParse()
+def fake_rasa() -> Iterator[FakeRasa]:
+    """Stands in for Rasa's HTTP `/model/parse` (an external server): answers the intent set on it, counts calls."""
+    fake = FakeRasa(_parse_answer("chitchat", 0.0))
     yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
+    fake.close()
 
 
 @pytest.fixture(scope="module")
-def router(fake_rasa: FakeRasaParse) -> MessageRouter:
+def router(fake_rasa: FakeRasa) -> MessageRouter:
     """The real router and RasaClient, talking to the fake parse endpoint."""
     # unaddressed_parse uses only the settings, Rasa and the clock; the stores are not reached.
     return MessageRouter(Settings(), RasaClient(fake_rasa.url), MemoryExpectations(), deferred=None, policies=None)  # type: ignore[arg-type]
@@ -291,14 +263,14 @@ awaitings = st.sampled_from([None, *Awaiting])
 
 def _decide(
     router: MessageRouter,
-    fake: FakeRasaParse,
+    fake: FakeRasa,
     intent: str,
     confidence: float,
     awaiting: Awaiting | None,
     policy: GroupPolicy,
     now: datetime,
 ) -> bool:
-    fake.intent, fake.confidence = intent, confidence
+    fake.parse = _parse_answer(intent, confidence)
     router.clock = lambda: now
 
     async def decide() -> bool:
@@ -313,7 +285,7 @@ def _decide(
 @PROPS
 @given(intents, st.floats(0, 1), st.floats(0, 1), awaitings, st.booleans())
 def test_more_confidence_never_silences_and_a_higher_threshold_never_speaks_more(
-    router: MessageRouter, fake_rasa: FakeRasaParse, intent: str, c1: float, c2: float, awaiting: Awaiting | None, quiet: bool
+    router: MessageRouter, fake_rasa: FakeRasa, intent: str, c1: float, c2: float, awaiting: Awaiting | None, quiet: bool
 ) -> None:
     low, high = sorted((c1, c2))
     window = (dtime(22), dtime(7)) if quiet else (None, None)
@@ -330,20 +302,20 @@ def test_more_confidence_never_silences_and_a_higher_threshold_never_speaks_more
 @PROPS
 @given(intents, st.floats(0, 1), times)
 def test_quiet_hours_silence_unasked_messages_without_asking_rasa(
-    router: MessageRouter, fake_rasa: FakeRasaParse, intent: str, confidence: float, now: dtime
+    router: MessageRouter, fake_rasa: FakeRasa, intent: str, confidence: float, now: dtime
 ) -> None:
     policy = GroupPolicy((), 0.0, dtime(0), dtime(23, 59, 59))
     at = datetime.combine(datetime(2026, 11, 25).date(), now)
     assume(policy.is_quiet(at))
-    before = fake_rasa.calls
+    before = fake_rasa.hits
     assert not _decide(router, fake_rasa, intent, confidence, None, policy, at)
-    assert fake_rasa.calls == before
+    assert fake_rasa.hits == before
 
 
 @PROPS
 @given(intents, st.floats(0, 1), st.booleans())
 def test_an_awaited_reply_is_judged_by_what_it_is(
-    router: MessageRouter, fake_rasa: FakeRasaParse, intent: str, confidence: float, quiet: bool
+    router: MessageRouter, fake_rasa: FakeRasa, intent: str, confidence: float, quiet: bool
 ) -> None:
     """Waiting for a rating, only a rating gets through; waiting for a location, anything but chatter does."""
     policy = GroupPolicy((), 0.85, dtime(22), dtime(7)) if quiet else GroupPolicy((), 0.85)

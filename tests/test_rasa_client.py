@@ -4,56 +4,23 @@ request a server accepted and then failed is not sent to another (it may have ac
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from bot.ports import free_port
 from bot.rasa_client import RasaClient, RasaRequestRejected, RasaUnavailable, server_urls
+from tests.servers import FakeRasa
 
 
-class _Server:
-    """A real HTTP server answering like Rasa's /model/parse and /status, counting what it was sent."""
-
-    def __init__(self, name: str, status: int = 200, raw: bytes | None = None) -> None:
-        self.name, self.status, self.hits, self.raw = name, status, 0, raw
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self, body: dict[str, object]) -> None:
-                owner.hits += 1
-                data = owner.raw if owner.raw is not None else json.dumps(body).encode()
-                self.send_response(owner.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self._answer({"text": owner.name, "intent": {"name": "greet"}, "entities": []})
-
-            def do_GET(self) -> None:
-                self._answer({"model_file": "gridbot.tar.gz"})
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def _server(name: str, status: int = 200, raw: bytes | None = None) -> FakeRasa:
+    """A stand-in Rasa whose parses name it, so a test sees which server answered."""
+    return FakeRasa({"text": name, "intent": {"name": "greet"}, "entities": []}, status=status, raw=raw)
 
 
 @pytest.fixture
-def servers() -> Iterator[list[_Server]]:
-    made = [_Server("a"), _Server("b"), _Server("broken", status=500)]
+def servers() -> Iterator[list[FakeRasa]]:
+    made = [_server("a"), _server("b"), _server("broken", status=500)]
     yield made
     for server in made:
         server.close()
@@ -73,12 +40,12 @@ async def _parses(client: RasaClient, count: int) -> list[str]:
         await client.aclose()
 
 
-def test_requests_take_turns_among_the_servers(servers: list[_Server]) -> None:
+def test_requests_take_turns_among_the_servers(servers: list[FakeRasa]) -> None:
     a, b, _ = servers
     assert asyncio.run(_parses(RasaClient(f"{a.url}, {b.url}/"), 4)) == ["a", "b", "a", "b"]
 
 
-def test_a_server_refusing_connections_is_skipped(servers: list[_Server]) -> None:
+def test_a_server_refusing_connections_is_skipped(servers: list[FakeRasa]) -> None:
     a, _, _ = servers
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused, nothing was sent
     assert asyncio.run(_parses(RasaClient(f"{dead},{a.url}"), 3)) == ["a", "a", "a"]
@@ -88,7 +55,7 @@ def test_a_server_refusing_connections_is_skipped(servers: list[_Server]) -> Non
     assert not asyncio.run(_ready(RasaClient(dead)))
 
 
-def test_a_server_that_failed_a_request_is_not_retried_elsewhere(servers: list[_Server]) -> None:
+def test_a_server_that_failed_a_request_is_not_retried_elsewhere(servers: list[FakeRasa]) -> None:
     a, _, broken = servers
     client = RasaClient(f"{broken.url},{a.url}")
     with pytest.raises(RasaUnavailable, match="HTTP 500"):
@@ -98,7 +65,7 @@ def test_a_server_that_failed_a_request_is_not_retried_elsewhere(servers: list[_
 
 def test_a_rejected_request_is_not_taken_for_an_outage() -> None:
     """A 400 means our request was wrong: holding the message for a retry would block the queue behind it."""
-    rejecting = _Server("rejecting", status=400)
+    rejecting = _server("rejecting", status=400)
     try:
         with pytest.raises(RasaRequestRejected, match="HTTP 400"):
             asyncio.run(_parses(RasaClient(rejecting.url), 1))
@@ -107,7 +74,7 @@ def test_a_rejected_request_is_not_taken_for_an_outage() -> None:
 
 
 def test_an_answer_that_is_not_json_is_an_outage() -> None:
-    garbled = _Server("garbled", raw=b"<html>502 Bad Gateway</html>")
+    garbled = _server("garbled", raw=b"<html>502 Bad Gateway</html>")
     try:
         with pytest.raises(RasaUnavailable, match="not JSON"):
             asyncio.run(_parses(RasaClient(garbled.url), 1))
@@ -115,7 +82,7 @@ def test_an_answer_that_is_not_json_is_an_outage() -> None:
         garbled.close()
 
 
-def test_one_client_serves_event_loops_one_after_another(servers: list[_Server]) -> None:
+def test_one_client_serves_event_loops_one_after_another(servers: list[FakeRasa]) -> None:
     """Tests and CLIs call the same client from successive asyncio.run loops: each gets a working session."""
     a, _, _ = servers
     client = RasaClient(a.url)
