@@ -14,7 +14,7 @@ from bot.channel_cli import group_add, group_worker
 from bot.logging_setup import configure_logging
 from bot.notices.cli import group_tags, notice_app
 from bot.notices.cli import worker as notice_worker
-from bot.settings import get_settings
+from bot.settings import Settings, get_settings
 from storage.engine import make_engine, make_session_factory, unit_of_work
 from storage.migrate import upgrade
 
@@ -224,7 +224,6 @@ def nlu_calibrate(
     from rich.table import Table
 
     from bot import nlu_calibration, rasa_process
-    from bot.settings import Settings
 
     settings = Settings()
     if rasa_url:
@@ -318,15 +317,17 @@ def group_set(
     console.print(f"[green]{group_id} updated[/green]")
 
 
+def _serve_app(settings: Settings, host: str, port: int) -> None:
+    """The app under uvicorn, as `serve` and `run` start it (request lines only with APP_ACCESS_LOG)."""
+    uvicorn.run("bot.app:create_app", factory=True, host=host, port=port, access_log=settings.app_access_log)
+
+
 @app.command("serve")
 def serve(host: str | None = None, port: int | None = None) -> None:
     """Run the app (web chat, action endpoint) on APP_HOST:APP_PORT."""
     settings = get_settings()
     configure_logging()
-    uvicorn.run(
-        "bot.app:create_app", factory=True, host=host or settings.app_host, port=port or settings.app_port,
-        access_log=settings.app_access_log,
-    )  # fmt: skip
+    _serve_app(settings, host or settings.app_host, port or settings.app_port)
 
 
 @app.command("run")
@@ -376,10 +377,7 @@ def run(demo: bool = typer.Option(True, help="Load the demo grids, groups, worke
 
     threading.Thread(target=announce, daemon=True).start()
     try:
-        uvicorn.run(
-            "bot.app:create_app", factory=True, host=settings.app_host, port=settings.app_port,
-            access_log=settings.app_access_log,
-        )  # fmt: skip
+        _serve_app(settings, settings.app_host, settings.app_port)
     finally:
         for rasa in rasas:
             rasa.terminate()
