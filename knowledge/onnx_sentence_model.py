@@ -32,7 +32,6 @@ class OnnxSentenceModel:
 
         card = json.loads((folder / FP32_CARD).read_text(encoding="utf-8"))
         self.name = str(card["name"])
-        self.prefix = str(card.get("prefix", ""))
         self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tokenizer.enable_truncation(int(card.get("max_tokens", 512)))
         self._pad_id = self._tokenizer.token_to_id("<pad>") or 0

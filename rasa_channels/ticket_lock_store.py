@@ -113,12 +113,8 @@ return {removed, drop_if_empty()}
 """
 )
 
-# KEYS: the expiry set only. Returns how many tickets have not expired.
-_UNEXPIRED = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return redis.call('ZCOUNT', KEYS[1], now, '+inf')
-"""
+# KEYS: the expiry set only (the prelude's other helpers are not called). Returns how many have not expired.
+_UNEXPIRED = _PRELUDE + "return redis.call('ZCOUNT', KEYS[1], now_ms(), '+inf')\n"
 
 _TICKETS_ONLY_IN_LOCK = (
     "AtomicRedisLockStore takes and releases tickets only inside lock(), one atomic script each; "
