@@ -1,10 +1,17 @@
-"""Messages that arrived while Rasa was down: stored, then replayed by a retry job, so none is lost."""
+"""Messages that arrived while Rasa was down: stored, then replayed by a retry job, so none is lost.
+
+The same table is the receipt book of platforms that are answered before a message is handled (WeCom's
+callback must be acknowledged within 5 s; a wechaty message is never delivered again): such a message is
+noted ("received") before the platform is told it arrived, and the note is settled once the intake has
+handled it. A note nobody settled within `received_stale_seconds` belongs to a process that died or was
+stopped mid-turn; the retry job takes it as held and replays it, so a crash loses no message.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Boolean, Integer, String, Text, select
+from sqlalchemy import Boolean, Integer, String, Text, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from bot.messages import IncomingMessage
@@ -42,11 +49,34 @@ class DeferredMessage(Base):
         )
 
 
+HELD, RECEIVED, DONE = "held", "received", "done"
+
+
 class DeferredStore:
-    def __init__(self, factory: sessionmaker[Session]) -> None:
+    def __init__(self, factory: sessionmaker[Session], received_stale_seconds: float = 300.0) -> None:
         self._factory = factory
+        self._received_stale = timedelta(seconds=received_stale_seconds)
 
     def hold(self, message: IncomingMessage, error: str) -> int:
+        return self._add(message, HELD, error)
+
+    def note(self, message: IncomingMessage) -> int:
+        """Note a message about to be handled; `settle` when done, `hold_noted` when handling failed."""
+        return self._add(message, RECEIVED, None)
+
+    def settle(self, row_id: int) -> None:
+        with unit_of_work(self._factory) as session:
+            session.execute(delete(DeferredMessage).where(DeferredMessage.id == row_id, DeferredMessage.status == RECEIVED))
+
+    def hold_noted(self, row_id: int, error: str) -> None:
+        with unit_of_work(self._factory) as session:
+            session.execute(
+                update(DeferredMessage)
+                .where(DeferredMessage.id == row_id, DeferredMessage.status == RECEIVED)
+                .values(status=HELD, last_error=error[:2000], updated_at=utcnow())
+            )
+
+    def _add(self, message: IncomingMessage, status: str, error: str | None) -> int:
         with unit_of_work(self._factory) as session:
             row = DeferredMessage(
                 channel=message.channel,
@@ -56,16 +86,23 @@ class DeferredStore:
                 sender_name=message.sender_name,
                 text=message.text,
                 mentions_bot=message.mentions_bot,
-                last_error=error[:2000],
+                status=status,
+                last_error=error[:2000] if error is not None else None,
             )
             session.add(row)
             session.flush()
             return row.id
 
     def held(self, limit: int = 100) -> list[tuple[int, IncomingMessage]]:
+        """Held messages in arrival order, including noted ones whose handler went away (now held)."""
         with unit_of_work(self._factory) as session:
+            session.execute(
+                update(DeferredMessage)
+                .where(DeferredMessage.status == RECEIVED, DeferredMessage.created_at < utcnow() - self._received_stale)
+                .values(status=HELD, last_error="the process handling it stopped before it was handled", updated_at=utcnow())
+            )
             rows = session.scalars(
-                select(DeferredMessage).where(DeferredMessage.status == "held").order_by(DeferredMessage.id).limit(limit)
+                select(DeferredMessage).where(DeferredMessage.status == HELD).order_by(DeferredMessage.id).limit(limit)
             )
             return [(row.id, row.as_message()) for row in rows]
 
@@ -78,6 +115,6 @@ class DeferredStore:
             row.attempts += 1
             row.updated_at = utcnow()
             if error is None:
-                row.status = "done"
+                row.status = DONE
             else:
                 row.last_error = error[:2000]

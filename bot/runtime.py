@@ -70,7 +70,7 @@ def build_services(settings: Settings) -> Services:
         settings,
         rasa,
         expectations,
-        DeferredStore(factory),
+        DeferredStore(factory, settings.received_stale_seconds),
         GroupPolicies(factory, settings),
         state_store_up=redis_pinger(redis_client) if redis_client else None,
     )

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # How long after a knowledge-base answer the bot listens for the resident's "没用" (answer_unhelpful).
     expect_feedback_seconds: int = 30 * 60
     deferred_retry_seconds: float = 30.0
+    # A message a platform was told had arrived (WeCom, wechaty) and no process finished handling within this long
+    # is replayed by the deferred job: its process died mid-turn. Longer than any turn (Rasa's timeout and retry).
+    received_stale_seconds: float = 300.0
     # A report of the same category at the same place within this window joins the open ticket.
     duplicate_window_hours: float = 72.0
     outbox_interval_seconds: float = 5.0

@@ -54,16 +54,25 @@ class FakeRasa:
     """A real HTTP server on loopback answering like Rasa's `/model/parse` (POST) and `/status` (GET).
 
     `parse` is the JSON that /model/parse answers (set it between requests), `status` the HTTP status of every
-    answer, `raw` bytes sent instead of any JSON; `hits` counts the requests. Another POST path gets 404, as
-    from Rasa.
+    answer, `raw` bytes sent instead of any JSON; `hits` counts the requests. With `reply` set, the project's
+    turn endpoint (/webhooks/gridbot/webhook) answers it as the bot's messages and notes each turn's payload in
+    `turns`, each turn waiting first for `open_turns` (cleared: turns hang, as in a Rasa stuck mid-turn).
+    Another POST path gets 404, as from Rasa.
     """
 
-    def __init__(self, parse: dict[str, object], status: int = 200, raw: bytes | None = None) -> None:
-        self.parse, self.status, self.raw, self.hits = parse, status, raw, 0
+    TURN_PATH = "/webhooks/gridbot/webhook"
+
+    def __init__(
+        self, parse: dict[str, object], status: int = 200, raw: bytes | None = None, reply: list[dict[str, object]] | None = None
+    ) -> None:
+        self.parse, self.status, self.raw, self.hits, self.reply = parse, status, raw, 0, reply
+        self.turns: list[dict[str, object]] = []
+        self.open_turns = threading.Event()
+        self.open_turns.set()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def _answer(self, status: int, body: dict[str, object]) -> None:
+            def _answer(self, status: int, body: dict[str, object] | list[dict[str, object]]) -> None:
                 owner.hits += 1
                 data = owner.raw if owner.raw is not None else json.dumps(body).encode()
                 self.send_response(status)
@@ -73,9 +82,13 @@ class FakeRasa:
                 self.wfile.write(data)
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path == "/model/parse":
                     self._answer(owner.status, owner.parse)
+                elif self.path == owner.TURN_PATH and owner.reply is not None:
+                    owner.turns.append(json.loads(body))
+                    owner.open_turns.wait(timeout=120)
+                    self._answer(owner.status, owner.reply)
                 else:
                     self._answer(404, {"message": f"no route {self.path}"})
 
@@ -90,5 +103,6 @@ class FakeRasa:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.open_turns.set()  # a hanging turn's thread ends (its client may be gone)
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -13,14 +13,17 @@ that answer, sent through the app API, is what these tests watch. The `rasa` tes
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import os
+import signal
 import struct
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,17 +32,19 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.app_process import app_process, start_app, stop, wait_healthy
 from bot.channels.wecom.channel import MAX_TEXT_BYTES, WeComChannel
 from bot.channels.wecom.config import WeComConfig
-from bot.deferred import DeferredMessage
+from bot.channels.wecom.security import CallbackUnavailable
+from bot.deferred import DONE, HELD, RECEIVED, DeferredMessage
 from bot.settings import Settings
 from bot.texts import text as t
 from grid.geography import ChatGroup
 from grid.notices import NoticeTarget
-from storage.engine import unit_of_work
+from storage.engine import make_engine, make_session_factory, unit_of_work
 from tests.conftest import REDIS_URL
 from tests.notice_world import engine_for, new_notice, notice_database
-from tests.servers import app_server, free_port
+from tests.servers import FakeRasa, app_server, free_port
 from tests.wecom_peer import Recorded, WeComPeer, wecom_peer
 
 CORP_ID = "ww5f3c1b2a0d9e8f7a"
@@ -188,9 +193,14 @@ def sends_to(peer: WeComPeer, user: str, *, ok: bool | None = True) -> Callable[
     return lambda: [r for r in peer.sent("/cgi-bin/message/send", ok=ok) if r.body.get("touser") == user]
 
 
-def held(factory: sessionmaker[Session], msg_id: str) -> list[DeferredMessage]:
+def rows_of(factory: sessionmaker[Session], msg_id: str) -> list[DeferredMessage]:
+    """Every deferred_messages row of a message: held for Rasa, noted on arrival, or replayed (done)."""
     with factory() as session:
         return list(session.scalars(select(DeferredMessage).where(DeferredMessage.message_id == msg_id)))
+
+
+def held(factory: sessionmaker[Session], msg_id: str) -> list[DeferredMessage]:
+    return [row for row in rows_of(factory, msg_id) if row.status == HELD]
 
 
 # --- callbacks in -------------------------------------------------------------------------------------
@@ -338,6 +348,100 @@ def test_an_expired_access_token_is_refreshed_and_the_message_still_goes_out(app
     assert refused.answer["errcode"] == 42001 and refused.at < sent.at
     assert len(peer.sent("/cgi-bin/gettoken")) == tokens_before + 1
     assert sent.query["access_token"] != refused.query["access_token"]
+
+
+def test_a_handled_message_leaves_no_note_behind(
+    app: httpx.Client, peer: WeComPeer, world: tuple[str, sessionmaker[Session]]
+) -> None:
+    _, factory = world
+    user, msg_id = f"note{uuid.uuid4().hex[:6]}", new_id()
+    params, body = signed_post(encrypt(app_message(user, "小区电梯又坏了", msg_id)))
+    assert post(app, params, body).status_code == 200
+    wait_for(sends_to(peer, user))
+    deadline = time.monotonic() + 10
+    while [row.status for row in rows_of(factory, msg_id)] != [HELD] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Rasa is down here: the router held the message (one row); the receipt note was settled (deleted).
+    assert [row.status for row in rows_of(factory, msg_id)] == [HELD]
+
+
+def test_with_the_database_down_a_message_is_refused_for_wecom_to_send_again(peer: WeComPeer) -> None:
+    """Nothing can be noted, so nothing is acknowledged: WeCom retries (503), and its retry is no replay."""
+    dead = make_engine(f"postgresql+psycopg://127.0.0.1:{free_port()}/gone")
+    settings = Settings(database_url=str(dead.url), redis_url=REDIS_URL, **wecom_settings(peer))
+    config = WeComConfig.from_settings(settings)
+    assert config is not None
+    channel = WeComChannel(config, make_session_factory(dead), redis_url=REDIS_URL, namespace=f"t{uuid.uuid4().hex[:6]}")
+    seen: list[object] = []
+
+    class Intake:
+        async def receive(self, message: object) -> list[object]:
+            seen.append(message)
+            return []
+
+    async def deliver_twice() -> list[str]:
+        await channel.start(Intake())
+        try:
+            params, body = signed_post(encrypt(app_message(f"down{uuid.uuid4().hex[:6]}", "停电了", new_id())))
+            refusals = []
+            for _ in range(2):  # WeCom's retry of the same request is taken as a retry, not refused as a replay
+                with pytest.raises(CallbackUnavailable) as refused:
+                    await channel.receive_callback(params["msg_signature"], params["timestamp"], params["nonce"], body.encode())
+                refusals.append(str(refused.value))
+            return refusals
+        finally:
+            await channel.stop()
+
+    try:
+        assert asyncio.run(deliver_twice()) == ["cannot store the message now, send it again"] * 2
+        assert seen == []
+    finally:
+        dead.dispose()
+
+
+def test_the_app_killed_mid_turn_loses_no_message(peer: WeComPeer, tmp_path: Path) -> None:
+    """SIGKILL while Rasa works on a message WeCom was told had arrived: the next app process answers it, once."""
+    reply = "好的，您反映的情况已收到"
+    rasa = FakeRasa({}, reply=[{"recipient_id": "x", "text": reply}])
+    rasa.open_turns.clear()  # the first turn hangs: the app is mid-turn when it is killed
+    user, msg_id = f"killed{uuid.uuid4().hex[:6]}", new_id()
+    with notice_database("postgresql", tmp_path) as url:
+        env = {key.upper(): str(value) for key, value in wecom_settings(peer).items()} | {
+            "DATABASE_URL": url, "REDIS_URL": REDIS_URL, "RASA_URL": rasa.url, "KB_EMBEDDING_MODEL": "none",
+            "DEFERRED_RETRY_SECONDS": "0.5", "RECEIVED_STALE_SECONDS": "2",
+        }  # fmt: skip
+        port = free_port()
+        try:
+            first = start_app(port, env, tmp_path / "first.log")
+            try:
+                wait_healthy(f"http://127.0.0.1:{port}", first, tmp_path / "first.log")
+                params, body = signed_post(encrypt(app_message(user, "楼道里堆满了杂物", msg_id)))
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+                    assert post(client, params, body).status_code == 200
+                deadline = time.monotonic() + 20
+                while not rasa.turns and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert len(rasa.turns) == 1
+                first.send_signal(signal.SIGKILL)
+                first.wait(timeout=30)
+            finally:
+                stop(first)
+            engine = make_engine(url)
+            factory = make_session_factory(engine)
+            assert [row.status for row in rows_of(factory, msg_id)] == [RECEIVED]  # noted before WeCom heard 200
+            assert sends_to(peer, user)() == []
+
+            rasa.open_turns.set()
+            with app_process(free_port(), env, tmp_path / "second.log"):
+                [sent] = wait_for(sends_to(peer, user), timeout=30)
+                time.sleep(2.5)  # a second replay would have come by now
+                assert len(sends_to(peer, user)()) == 1
+            assert sent.body["text"]["content"] == reply
+            assert [turn["message"] for turn in rasa.turns] == ["楼道里堆满了杂物"] * 2  # the killed turn, run again
+            assert [row.status for row in rows_of(factory, msg_id)] == [DONE]
+            engine.dispose()
+        finally:
+            rasa.close()
 
 
 # --- pushes out ---------------------------------------------------------------------------------------

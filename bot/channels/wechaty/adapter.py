@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.channels.base import Capabilities, ChannelBase, Health, HealthStatus, Intake
+from bot.channels.receipts import Receipts
 from bot.channels.sender import SendError, SendLimits
 from bot.channels.wechaty import inbound
 from bot.channels.wechaty.shim import FileBox, Message, Wechaty, WechatyOptions, clear_caches, fresh_options, memory_scheduler
@@ -97,6 +98,7 @@ class WechatyChannel(ChannelBase):
         self._config = config
         self._factory = factory
         self._store = store
+        self._receipts = Receipts(factory)
         # Until the login names the account, rate limits count per token (one token is one WeChat account).
         self.account = "token-" + hashlib.sha256(config.token.encode()).hexdigest()[:8]
         self._health = Health(HealthStatus.DOWN, "not started", account=self.account)
@@ -319,8 +321,14 @@ class WechatyChannel(ChannelBase):
     async def _deliver(self, message: Message, self_id: str) -> None:
         assert self._intake is not None
         incoming = await inbound.convert(message, self_id, self._store, self._config.send_timeout_seconds)
-        if incoming is not None:
-            await self._intake.receive(incoming)
+        if incoming is None:
+            return
+        try:
+            noted: int | None = await self._receipts.note(incoming)
+        except Exception as exc:  # the puppet will not send it again: handle it anyway, held if that fails
+            log.error("wechaty message %s not noted before handling (database down?): %s", incoming.message_id, exc)
+            noted = None
+        await self._receipts.handle(self._intake, incoming, noted)
 
     # --- room joins ------------------------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
 """The WeCom (企业微信) adapter: callbacks in (bot/channels/wecom/routes.py), app API and group robots out.
 
 Inbound, WeCom posts encrypted XML to our callback URL and retries when it has no answer within 5 s, so
-each verified message is answered at once and handed to the intake in a background task (the intake drops
-WeCom's retries by MsgId). If handling fails, the message is held in `deferred_messages` like a message that
-arrived while Rasa was down, and the deferred job replays it: a valid message is never lost.
+each verified message is noted in the database, answered at once and handed to the intake in a background
+task (the intake drops WeCom's retries by MsgId). If handling fails, or the process dies before it is done,
+the note becomes a held message like one that arrived while Rasa was down, and the deferred job replays it
+(bot/channels/receipts.py): a valid message is never lost. With the database down nothing can be noted, so
+WeCom gets a 503 and sends the message again.
 
 Outbound, per target:
 - a member (contact): the app's `message/send`;
@@ -26,13 +28,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.channels.base import Capabilities, ChannelBase, Health, HealthStatus, Intake
 from bot.channels.dedup import Deduplicator
+from bot.channels.receipts import Receipts
 from bot.channels.sender import SendError, SendLimits
 from bot.channels.wecom.api import WeComApi
 from bot.channels.wecom.config import WeComConfig
 from bot.channels.wecom.inbound import CHANNEL, Parsed, parse_xml, to_incoming
-from bot.channels.wecom.security import CallbackMalformed, CallbackSecurity
-from bot.deferred import DeferredStore
-from bot.messages import IncomingMessage, Media, Mention, TargetType
+from bot.channels.wecom.security import CallbackMalformed, CallbackSecurity, CallbackUnavailable
+from bot.messages import Media, Mention, TargetType
 from bot.texts import text as t
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ class WeComChannel(ChannelBase):
     def __init__(self, config: WeComConfig, factory: sessionmaker[Session], *, redis_url: str | None, namespace: str) -> None:
         self.config = config
         self.account = f"{config.corp_id}:{config.agent_id}"
-        self._factory = factory
+        self._receipts = Receipts(factory)
         self._redis_url = redis_url
         self._namespace = namespace
         self._redis: aioredis.Redis | None = None
@@ -154,21 +156,16 @@ class WeComChannel(ChannelBase):
             raise CallbackMalformed(f"decrypted message: {exc}") from None
         if parsed.message is None:
             log.info("WeCom callback %s acknowledged, nothing to do", parsed.kind)
-        else:
-            self._spawn(self._process(parsed.message))
-        return parsed
-
-    async def _process(self, message: IncomingMessage) -> None:
-        """Route one message; if that fails for any reason, hold it for the deferred job instead of losing it."""
-        assert self._intake is not None
+            return parsed
         try:
-            await self._intake.receive(message)
+            noted = await self._receipts.note(parsed.message)
         except Exception as exc:
-            log.exception("WeCom message %s from %s failed; holding it for retry", message.message_id, message.sender_id)
-            try:
-                await asyncio.to_thread(DeferredStore(self._factory).hold, message, f"{type(exc).__name__}: {exc}")
-            except Exception:
-                log.critical("WeCom message could not be held either, it is only in this log: %r", message)
+            log.error("WeCom message %s not noted, WeCom will send it again: %s", parsed.message.message_id, exc)
+            await self.security.forget(timestamp, nonce)  # the retry may carry the same nonce
+            raise CallbackUnavailable("cannot store the message now, send it again") from None
+        assert self._intake is not None
+        self._spawn(self._receipts.handle(self._intake, parsed.message, noted))
+        return parsed
 
     # --- sending ---------------------------------------------------------------------------------------
 

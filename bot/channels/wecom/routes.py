@@ -3,7 +3,8 @@
 GET is the console's URL check (echo the decrypted echostr). POST is a message or event: 200 with an empty
 body as soon as it is verified (WeCom's documented "no passive reply"; the answer goes out through the API),
 403 when the signature, the timestamp or the nonce says it is not a fresh request from WeCom, 400 when the
-body cannot be read. Never 500 for anything a caller sends.
+body cannot be read, 503 when a genuine message cannot be stored now (database down: WeCom sends it again).
+Never 500 for anything a caller sends.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi.responses import PlainTextResponse, Response
 from bot.channels.registry import UnknownChannel
 from bot.channels.wecom.channel import MAX_BODY_BYTES, WeComChannel
 from bot.channels.wecom.inbound import CHANNEL
-from bot.channels.wecom.security import CallbackMalformed, CallbackRejected
+from bot.channels.wecom.security import CallbackMalformed, CallbackRejected, CallbackUnavailable
 
 router = APIRouter(prefix="/channels/wecom", tags=["channels"])
 
@@ -80,4 +81,6 @@ async def receive(
         raise HTTPException(403, f"rejected: {exc.reason}") from None
     except CallbackMalformed as exc:
         raise HTTPException(400, f"malformed: {exc}") from None
+    except CallbackUnavailable as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
     return Response(status_code=200)

@@ -31,6 +31,10 @@ class CallbackRejected(Exception):
         self.reason = reason
 
 
+class CallbackUnavailable(Exception):
+    """A genuine callback this process cannot take now (its database is down): WeCom should send it again."""
+
+
 class CallbackMalformed(Exception):
     """Signed or not, the body cannot be read (bad XML, bad base64, wrong key, wrong corp id): answered 400."""
 
@@ -64,6 +68,10 @@ class CallbackSecurity:
     async def check_not_replayed(self, timestamp: str, nonce: str) -> None:
         if not await self._nonces.first_time("wecom-nonce", f"{timestamp}:{nonce}"):
             raise CallbackRejected("nonce already used: replayed request")
+
+    async def forget(self, timestamp: str, nonce: str) -> None:
+        """Accept this (timestamp, nonce) again: its request was refused for a reason of ours, not as a replay."""
+        await self._nonces.forget("wecom-nonce", f"{timestamp}:{nonce}")
 
     def decrypt(self, encrypt: str) -> str:
         """The plaintext XML; anything wrong with the ciphertext or its corp id is malformed, never a crash."""
