@@ -8,7 +8,8 @@ event loop and endpoint settings, and the `async with` around it no longer close
 
 Idle connections are dropped after `KEEPALIVE_SECONDS`, below uvicorn's 5 s (the app's server): a server
 closes an idle connection on its own schedule, and a request sent on one it has just closed would fail.
-Installed by the project's input channel when the Rasa server starts.
+Installed by the project's input channel when the Rasa server starts; the channel closes the sessions when the
+server stops (`close_shared`), so Rasa's shutdown does not report them unclosed.
 """
 
 from __future__ import annotations
@@ -66,6 +67,15 @@ def _session(self: EndpointConfig) -> Any:
             del _shared[stale]
         held = _shared[key] = (loop, _new_session(self))
     return _Borrowed(held[1])
+
+
+async def close_shared(*_: Any) -> None:
+    """Close the sessions of the running loop (a Sanic `after_server_stop` listener: called with app and loop)."""
+    loop = asyncio.get_running_loop()
+    for key, (owner, session) in list(_shared.items()):
+        if owner is loop:
+            del _shared[key]
+            await session.close()
 
 
 def install() -> None:

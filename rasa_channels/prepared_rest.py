@@ -54,6 +54,7 @@ class PreparedRestInput(InputChannel):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint("gridbot_prepared_rest", __name__)
+        webhook.after_server_stop(pooled_endpoints.close_shared)
 
         @webhook.route("/", methods=["GET"])
         async def health(request: Request) -> HTTPResponse:

@@ -1,7 +1,8 @@
 """Rasa's action calls share kept-alive connections (rasa_channels/pooled_endpoints.py) and still get every answer.
 
 Runs in the Rasa virtualenv against a real HTTP server on loopback that notes which client connection each
-request came on; the server restarts in the middle, as the app does when it is redeployed.
+request came on; the server restarts in the middle, as the app does when it is redeployed, and the shared
+sessions are closed the way the Rasa server's stop closes them.
 """
 
 from __future__ import annotations
@@ -50,9 +51,13 @@ async def main():
     after_restart = await calls(endpoint, [9])
     await asyncio.sleep(pooled_endpoints.KEEPALIVE_SECONDS + 1)
     after_idle = await calls(endpoint, [10])
+    await pooled_endpoints.close_shared(None, None)  # what the server's stop does (a Sanic listener's arguments)
+    after_close = await calls(endpoint, [11])  # a server that keeps running after all gets a new session
+    await pooled_endpoints.close_shared(None, None)
     await runner.cleanup()
     print(json.dumps({"rasa_own": rasa_own, "pooled": pooled, "together": [t["echo"] for t in together],
-                      "after_restart": after_restart, "after_idle": after_idle, "seen": seen}))
+                      "after_restart": after_restart, "after_idle": after_idle, "after_close": after_close,
+                      "seen": seen}))
 
 asyncio.run(main())
 """
@@ -66,11 +71,13 @@ def test_action_calls_reuse_one_connection_and_survive_a_server_restart() -> Non
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert (report["rasa_own"], report["pooled"], report["together"]) == ([1, 2, 3], [4, 5, 6], [7, 8])
-    assert (report["after_restart"], report["after_idle"]) == ([9], [10])
+    assert (report["after_restart"], report["after_idle"], report["after_close"]) == ([9], [10], [11])
+    assert "Unclosed" not in done.stderr  # closed at the server's stop, not left for the garbage collector to report
     port = {n: client_port for client_port, _, n in report["seen"]}
     assert len({port[1], port[2], port[3]}) == 3  # Rasa's own: a new connection for every call
     assert port[4] == port[5] == port[6]  # pooled: one kept-alive connection, call after call
     assert port[7] != port[8]  # two calls at once: two connections, neither waits for the other
     assert port[9] not in (port[4], port[7], port[8])  # the restarted server's: a new connection
     assert port[10] != port[9]  # idle longer than KEEPALIVE_SECONDS: dropped, not reused
+    assert port[11] != port[10]  # after close_shared: a new session and connection
     assert {auth for _, auth, _ in report["seen"]} == {"Basic cmFzYTpwdw=="}  # the endpoint's credentials on every call
