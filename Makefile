@@ -1,5 +1,5 @@
 # The two commands of README.md: `make run` and `make test`.
-.PHONY: setup run test lint model bench bench-e2e bench-nlu bench-kb bench-notices
+.PHONY: setup run test lint model bench bench-e2e bench-floor bench-nlu bench-kb bench-notices
 
 setup:
 	@bash scripts/setup.sh
@@ -21,6 +21,9 @@ bench: setup model
 
 bench-e2e: setup model
 	@.venv/bin/python -m bench.e2e
+
+bench-floor: setup model
+	@.venv/bin/python -m bench.turn_floor
 
 bench-nlu: setup model
 	@.venv/bin/python bench/nlu_quality.py

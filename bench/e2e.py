@@ -87,6 +87,15 @@ class Run:
         count = max(len(self.latencies), 1)
         return " + ".join(f"{name} {1000 * seconds / count:.0f}" for name, seconds in self.cpu.items())
 
+    def merge(self, other: Run) -> None:
+        """Add another run of the same path (e.g. measured in parts alternated with another path)."""
+        self.latencies += other.latencies
+        self.errors += other.errors
+        self.wall += other.wall
+        self.deferred += other.deferred
+        for name, seconds in other.cpu.items():
+            self.cpu[name] = self.cpu.get(name, 0.0) + seconds
+
     @property
     def rate(self) -> float:
         return len(self.latencies) / self.wall if self.wall else 0.0
@@ -119,7 +128,7 @@ def stack(kind: str, redis_url: str, model: Path | None = None, servers: int = 1
     rasa_urls = [f"http://127.0.0.1:{port}" for port in rasa_ports]
     model = model or rasa_process.ensure_model(console.print)  # trains only when the training data changed
     with database(kind, workdir) as database_url, ExitStack() as stack:  # processes stop before the database goes
-        stack.callback(_delete_keys, redis_url, [f"{key_prefix}*", f"{namespace_for(Settings(database_url=database_url))}:*"])
+        stack.callback(delete_keys, redis_url, [f"{key_prefix}*", f"{namespace_for(Settings(database_url=database_url))}:*"])
         endpoints = rasa_process.write_endpoints(
             workdir / "endpoints.yml", f"http://127.0.0.1:{app_port}/webhook", redis_url, key_prefix
         )
@@ -137,7 +146,7 @@ def stack(kind: str, redis_url: str, model: Path | None = None, servers: int = 1
         yield Stack(app.url, rasa_urls, pids, database_url)
 
 
-def _delete_keys(redis_url: str, patterns: list[str]) -> None:
+def delete_keys(redis_url: str, patterns: list[str]) -> None:
     client = redis.Redis.from_url(redis_url)
     try:
         for pattern in patterns:
@@ -222,7 +231,7 @@ def parse_sender(rasa_urls: list[str]) -> Sender:
 
 
 async def drive(send: Sender, concurrency: int, rounds: int, *, rate: float | None = None, seconds: float = 0.0,
-                on_tick: Callable[[Run], None] | None = None) -> Run:  # fmt: skip
+                on_tick: Callable[[Run], None] | None = None, texts: list[tuple[str, bool]] = TEXTS) -> Run:  # fmt: skip
     """`concurrency` residents each send every text `rounds` times (a new resident each round); or, with `seconds`,
     keep sending for that long, paced at `rate` messages/s overall (as fast as it goes when the machine is slower)."""
     run = Run()
@@ -233,7 +242,7 @@ async def drive(send: Sender, concurrency: int, rounds: int, *, rate: float | No
         for round_no in itertools.count():
             if not seconds and round_no >= rounds:
                 return
-            for text, mention in TEXTS[worker % len(TEXTS) :] + TEXTS[: worker % len(TEXTS)]:
+            for text, mention in texts[worker % len(texts) :] + texts[: worker % len(texts)]:
                 if seconds:
                     # Open loop: the next slot of the pace; a machine slower than the pace sends as fast as it can.
                     due = started + next(counter) / rate if rate else time.perf_counter()
@@ -391,7 +400,8 @@ def main() -> None:
         console.print(levels_table(results))
         console.print(
             f"targets (2 cores): p50 e2e ≤ {TARGET_OVERHEAD}× the parse floor (the strict reading of #9's \"overhead ≤ 1.5× "
-            "the floor\"; \"added/parse\" is what the turn adds beyond the parse, the literal one); "
+            "the floor\"; \"added/parse\" is what the turn adds beyond the parse, the literal one; bench/turn_floor.py "
+            "measures what Rasa's own turn adds with actions that do nothing); "
             f"≥ {TARGET_RATE:.0f} msg/s sustained with "
             "no errors (held = Rasa timed out, the resident was told to wait); RSS flat over 10 minutes / 30,000 "
             "messages. Figures from a shared or loaded machine mean little."
