@@ -43,7 +43,12 @@ export async function api(path, { method = "GET", body, form } = {}) {
   return data;
 }
 
+// Set by the logout button: a request still in flight then gets 401, and must not start a second navigation
+// (to the login with ?next=) that aborts the logout's own.
+let loggingOut = false;
+
 function toLogin() {
+  if (loggingOut) return;
   const next = encodeURIComponent(location.pathname + location.search);
   location.href = `/console/login?next=${next}`;
 }
@@ -153,7 +158,16 @@ export async function boot(page) {
   const logout = el("button", { type: "button", class: "link", id: "logout" }, "退出");
   logout.addEventListener("click", () =>
     attempt(logout, async () => {
-      await api("/api/v1/auth/logout", { method: "POST" });
+      loggingOut = true;
+      try {
+        await api("/api/v1/auth/logout", { method: "POST" });
+      } catch (err) {
+        // A session that had already ended is logged out all the same; any other failure stays on the page.
+        if (!(err instanceof ApiError && err.status === 401)) {
+          loggingOut = false;
+          throw err;
+        }
+      }
       location.href = "/console/login";
     }),
   );
