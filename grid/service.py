@@ -51,9 +51,30 @@ def _towards(target: str, reason: str) -> str:
     return f"→ {target}：{reason}" if reason else f"→ {target}"
 
 
-def _same_place(a: str, b: str) -> bool:
+# Characters that make up a building, unit or room number: "3号楼" inside "13号楼" or "B3号楼" is another place.
+_NUMBER_CHARS = frozenset("零〇一二两三四五六七八九十百千")
+
+
+def _in_number(char: str) -> bool:
+    return (char.isascii() and char.isalnum()) or char in _NUMBER_CHARS
+
+
+def same_place(a: str, b: str) -> bool:
+    """The same place, or one named inside the other ("3号楼" and "阳光花园3号楼2单元"); but a number is not part
+    of a longer one ("3号楼" is not "13号楼", "三号楼" not "十三号楼", "2单元" not "12单元")."""
     a, b = a.replace(" ", ""), b.replace(" ", "")
-    return bool(a) and bool(b) and (a in b or b in a)
+    if not a or not b:
+        return False
+    short, long = sorted((a, b), key=len)
+    start = long.find(short)
+    while start != -1:
+        end = start + len(short)
+        glued_before = start > 0 and _in_number(long[start - 1]) and _in_number(short[0])
+        glued_after = end < len(long) and _in_number(long[end]) and _in_number(short[-1])
+        if not (glued_before or glued_after):
+            return True
+        start = long.find(short, start + 1)
+    return False
 
 
 class TicketService:
@@ -148,7 +169,7 @@ class TicketService:
             Ticket.created_at >= since,
             Ticket.status_in(OPEN_STATUSES),
         )
-        return next((t for t in self.session.scalars(query.order_by(Ticket.id)) if _same_place(t.location, location)), None)
+        return next((t for t in self.session.scalars(query.order_by(Ticket.id)) if same_place(t.location, location)), None)
 
     # --- lookups ---------------------------------------------------------------------------------
 

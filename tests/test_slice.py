@@ -87,7 +87,8 @@ def _file_ticket(chat: Chat, sender: str, name: str) -> str:
     """A fresh problem each time: the same report at the same place would join the open ticket as a duplicate."""
     replies = chat.say(f"{next(_BUILDINGS)}号楼门口的路灯不亮了", group=GROUP, sender=sender, name=name, mention=True)
     room = _room(replies)
-    assert room and TICKET_NUMBER.search(room[0]), replies
+    # A new ticket of the resident's own (the rating request goes to a ticket's first reporter only).
+    assert room and TICKET_NUMBER.search(room[0]) and "已为您登记工单" in room[0], replies
     return TICKET_NUMBER.search(room[0]).group(0)  # type: ignore[union-attr]
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from grid.outbox import OutboxMessage
 from grid.ratings import Rating
-from grid.service import Actor, Filing, TicketService
+from grid.service import Actor, Filing, TicketService, same_place
 from grid.tickets import Ticket
 from grid.workflow import Role, TicketError
 from storage.engine import unit_of_work
@@ -76,6 +76,36 @@ def test_same_problem_same_place_links_to_the_open_ticket(session_factory: sessi
     other_place = _file(session_factory, "楼道灯坏了", f"{uuid.uuid4().hex[:4]}号楼")
     other_problem = _file(session_factory, "楼上装修太吵了", place)
     assert not other_place.duplicate and not other_problem.duplicate
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("3号楼", "3号楼", True),
+        ("3号楼", "3号楼2单元", True),  # the same building, said more precisely
+        ("3号楼", "阳光花园3号楼门口", True),
+        ("阳光花园", "阳光花园3号楼", True),
+        ("3号楼", "13号楼", False),  # another building that ends the same
+        ("3号楼", "B3号楼", False),
+        ("三号楼", "十三号楼", False),
+        ("2单元", "3号楼12单元", False),
+        ("幸福路5", "幸福路51号", False),  # a number that goes on
+        ("3号楼", "5号楼", False),
+        ("", "3号楼", False),
+    ],
+)
+def test_same_place_does_not_take_a_number_for_part_of_a_longer_one(a: str, b: str, same: bool) -> None:
+    assert same_place(a, b) is same and same_place(b, a) is same
+
+
+def test_a_report_from_building_3_is_not_folded_into_building_13s(session_factory: sessionmaker[Session]) -> None:
+    """The duplicate check with the places as residents give them: building 13's ticket is not building 3's."""
+    spot = f"东侧{uuid.uuid4().hex[:6]}处"  # no other test's ticket is at this spot
+    thirteen = _file(session_factory, "路灯坏了", f"13号楼{spot}")
+    three = _file(session_factory, "路灯坏了", f"3号楼{spot}")  # a substring of building 13's place
+    assert not three.duplicate and three.ticket.number != thirteen.ticket.number
+    inside = _file(session_factory, "路灯坏了", f"13号楼{spot}的路灯下")
+    assert inside.duplicate and inside.ticket.number == thirteen.ticket.number
 
 
 def test_unknown_group_is_refused(session_factory: sessionmaker[Session]) -> None:
