@@ -1,4 +1,5 @@
-"""The resident's 催办 and complaints about the service: both go to a person, never into a void."""
+"""The resident's 催办, complaints about the service and asking for a person: each goes to a person, never
+into a void."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from actions.format import run_messages
 from actions.runtime import in_transaction
 from bot.texts import error_text, local_time
 from bot.texts import text as t
-from grid.geography import ChatGroup, Worker, community_lead
+from grid.geography import ChatGroup, Worker, community_lead, on_duty_worker
 from grid.service import TicketService
 from grid.workflow import TicketError
 
@@ -77,4 +78,30 @@ class ActionComplain(Action):
         return [
             {"text": t("complaints.resident", lead_name=lead.name)},
             {"json_message": deliver("contact", lead.id, notice)},
+        ]
+
+
+class ActionAskHuman(Action):
+    """找网格员: the grid's worker on duty (else the community lead) hears who asks, where, and what they said."""
+
+    def name(self) -> str:
+        return "action_ask_human"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
+        who = speaker(tracker)
+        said = (tracker.latest_message or {}).get("text") or ""
+        run_messages(dispatcher, await in_transaction(lambda s: self._call(s, who, said)))
+        return []
+
+    def _call(self, session: Session, who: Speaker, said: str) -> Messages:
+        group = session.get(ChatGroup, who.group_id) if who.group_id else None
+        if group is None:
+            return [{"text": t("ask_human.no_group")}]
+        person = on_duty_worker(session, group.grid_code) or community_lead(session, group.grid_code)
+        if person is None:
+            return [{"text": t("ask_human.nobody")}]
+        notice = t("ask_human.worker", group_name=group.name, reporter_name=who.sender_name, text=said)
+        return [
+            {"text": t("ask_human.resident", worker_name=person.name)},
+            {"json_message": deliver("contact", person.id, notice)},
         ]

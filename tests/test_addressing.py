@@ -83,7 +83,7 @@ def test_urging_tells_the_worker(chat: Chat, resident: tuple[str, str], session_
     number = _file_ticket(chat, sender, name)
     replies = chat.say("我报的路灯怎么还没修 都好几天了 催一下", group=GROUP, sender=sender, name=name, mention=True)
     assert any(number in text for text in _room(replies)), replies
-    assert any("催办" in text and number in text for text in _to(replies, WORKER[0])), replies
+    assert any("催办" in text and number in text and f"报告人{name}催问" in text for text in _to(replies, WORKER[0])), replies
     with session_factory() as session:
         ticket = session.scalar(select(Ticket).where(Ticket.number == number))
         assert ticket is not None and ticket.events[-1].action == "urge" and ticket.status == "dispatched"
@@ -95,6 +95,14 @@ def test_complaint_goes_to_the_community_lead(chat: Chat, resident: tuple[str, s
     replies = chat.say(complaint, group=GROUP, sender=sender, name=name, mention=True)
     assert any("陈书记" in text for text in _room(replies)), replies
     assert any(complaint in text for text in _to(replies, "lead-1")), replies
+
+
+def test_asking_for_a_person_tells_the_grid_worker(chat: Chat, resident: tuple[str, str]) -> None:
+    sender, name = resident
+    replies = chat.say("我要找网格员 有急事", group=GROUP, sender=sender, name=name, mention=True)
+    assert any(WORKER[1] in text for text in _room(replies)), replies  # the resident hears who was told
+    [notice] = _to(replies, WORKER[0])  # and that person really is told: who, where, what
+    assert name in notice and "阳光花园" in notice and "我要找网格员 有急事" in notice, notice
 
 
 def test_asking_for_notices_gets_an_answer(chat: Chat, resident: tuple[str, str]) -> None:
