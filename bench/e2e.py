@@ -22,6 +22,7 @@ import asyncio
 import itertools
 import os
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -124,26 +125,42 @@ def stack(kind: str, redis_url: str, model: Path | None = None, servers: int = 1
     """Rasa server(s) and the app as separate processes on a fresh database; every Redis key of the run deleted after."""
     workdir = Path(tempfile.mkdtemp(prefix="gridbot-bench-e2e-"))
     key_prefix = f"gridbotbench{uuid.uuid4().hex[:8]}"
-    app_port, rasa_ports = free_port(), [free_port() for _ in range(servers)]
-    rasa_urls = [f"http://127.0.0.1:{port}" for port in rasa_ports]
+    app_port = free_port()
     model = model or rasa_process.ensure_model(console.print)  # trains only when the training data changed
     with database(kind, workdir) as database_url, ExitStack() as stack:  # processes stop before the database goes
         stack.callback(delete_keys, redis_url, [f"{key_prefix}*", f"{namespace_for(Settings(database_url=database_url))}:*"])
         endpoints = rasa_process.write_endpoints(
             workdir / "endpoints.yml", f"http://127.0.0.1:{app_port}/webhook", redis_url, key_prefix
         )
-        rasas = {}
-        for number, port in enumerate(rasa_ports, start=1):
-            name = "rasa" if servers == 1 else f"rasa{number}"
-            rasas[name] = rasa_process.start_rasa(model, port, endpoints, workdir / f"{name}.log", single_thread=single_thread)
-            stack.callback(stop, rasas[name])
+        rasas = start_rasa_servers(stack, model, endpoints, workdir, servers, single_thread)
+        rasa_urls = [url for url, _ in rasas.values()]
         env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "RASA_URL": ",".join(rasa_urls)}
         app = stack.enter_context(app_process(app_port, env, workdir / "app.log"))
-        console.print(f"waiting for {servers} Rasa server(s) to load the model… (logs in {workdir})")
-        for url, rasa in zip(rasa_urls, rasas.values(), strict=True):
-            rasa_process.wait_ready(url, rasa, timeout=300)
-        pids = {"app": app.pid} | {name: rasa.pid for name, rasa in rasas.items()}
+        wait_rasa_servers(rasas, workdir)
+        pids = {"app": app.pid} | {name: rasa.pid for name, (_, rasa) in rasas.items()}
         yield Stack(app.url, rasa_urls, pids, database_url)
+
+
+RasaServers = dict[str, tuple[str, subprocess.Popen[bytes]]]  # "rasa" (or "rasa1", "rasa2"…) → (URL, process)
+
+
+def start_rasa_servers(
+    stack: ExitStack, model: Path, endpoints: Path, workdir: Path, servers: int, single_thread: bool
+) -> RasaServers:
+    """Rasa servers on free ports, each stopped when the stack closes; they load their model meanwhile."""
+    started: RasaServers = {}
+    for number in range(1, servers + 1):
+        name, port = "rasa" if servers == 1 else f"rasa{number}", free_port()
+        process = rasa_process.start_rasa(model, port, endpoints, workdir / f"{name}.log", single_thread=single_thread)
+        stack.callback(stop, process)
+        started[name] = (f"http://127.0.0.1:{port}", process)
+    return started
+
+
+def wait_rasa_servers(servers: RasaServers, workdir: Path) -> None:
+    console.print(f"waiting for {len(servers)} Rasa server(s) to load the model… (logs in {workdir})")
+    for url, process in servers.values():
+        rasa_process.wait_ready(url, process, timeout=300)
 
 
 def delete_keys(redis_url: str, patterns: list[str]) -> None:

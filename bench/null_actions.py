@@ -28,11 +28,16 @@ async def counts(request: web.Request) -> web.Response:
     return web.json_response(request.app[CALLS])
 
 
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
 def make_app() -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)  # a long conversation's tracker is large
     app[CALLS] = {}
     app.router.add_post("/webhook", run_action)
     app.router.add_get("/calls", counts)
+    app.router.add_get("/healthz", healthz)
     return app
 
 

@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -31,10 +30,21 @@ from pathlib import Path
 import httpx
 from rich.table import Table
 
-from bench.e2e import TARGET_OVERHEAD, Run, Sender, console, delete_keys, drive, measured, parse_sender
+from bench.e2e import (
+    TARGET_OVERHEAD,
+    Run,
+    Sender,
+    console,
+    delete_keys,
+    drive,
+    measured,
+    parse_sender,
+    start_rasa_servers,
+    wait_rasa_servers,
+)
 from bench.e2e_latency import QUESTIONS
 from bot import rasa_process
-from bot.app_process import stop
+from bot.app_process import stop, wait_healthy
 from tests.servers import free_port
 
 QUESTION_TURNS = [(question, True) for question in QUESTIONS]
@@ -49,15 +59,7 @@ def null_action_server(log_file: Path) -> Iterator[tuple[str, subprocess.Popen[b
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/calls", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the null action server did not start (log: {log_file})") from None
-                time.sleep(0.2)
+        wait_healthy(url, process, log_file, timeout=30)
         yield url, process
     finally:
         stop(process)
@@ -73,19 +75,10 @@ def rasa_on_null_actions(redis_url: str, servers: int, model: Path | None) -> It
         stack.callback(delete_keys, redis_url, [f"{key_prefix}*"])
         actions_url, actions = stack.enter_context(null_action_server(workdir / "null_actions.log"))
         endpoints = rasa_process.write_endpoints(workdir / "endpoints.yml", f"{actions_url}/webhook", redis_url, key_prefix)
-        pids: dict[str, int] = {"actions": actions.pid}
-        rasas: dict[str, subprocess.Popen[bytes]] = {}
-        for number in range(1, servers + 1):
-            port = free_port()
-            rasas[f"http://127.0.0.1:{port}"] = rasa = rasa_process.start_rasa(
-                model, port, endpoints, workdir / f"rasa{number}.log", single_thread=True
-            )
-            stack.callback(stop, rasa)
-            pids[f"rasa{number}"] = rasa.pid
-        console.print(f"waiting for {servers} Rasa server(s) to load the model… (logs in {workdir})")
-        for url, rasa in rasas.items():
-            rasa_process.wait_ready(url, rasa, timeout=300)
-        yield list(rasas), pids, actions_url
+        rasas = start_rasa_servers(stack, model, endpoints, workdir, servers, single_thread=True)
+        wait_rasa_servers(rasas, workdir)
+        pids = {"actions": actions.pid} | {name: process.pid for name, (_, process) in rasas.items()}
+        yield [url for url, _ in rasas.values()], pids, actions_url
 
 
 def turn_sender(rasa_urls: list[str], tag: str) -> Sender:
