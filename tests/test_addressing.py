@@ -103,6 +103,9 @@ def test_asking_for_a_person_tells_the_grid_worker(chat: Chat, resident: tuple[s
     assert any(WORKER[1] in text for text in _room(replies)), replies  # the resident hears who was told
     [notice] = _to(replies, WORKER[0])  # and that person really is told: who, where, what
     assert name in notice and "阳光花园" in notice and "我要找网格员 有急事" in notice, notice
+    # Privately there is no group to tell a grid by: the resident is told where to ask, and nobody is bothered.
+    private = chat.say("我要找网格员", group=None, sender=sender, name=name)
+    assert [r["target_id"] for r in private] == [sender] and "便民群" in private[0]["text"], private
 
 
 def test_asking_for_notices_gets_an_answer(chat: Chat, resident: tuple[str, str]) -> None:
