@@ -149,7 +149,7 @@ class ActionWorkerResolve(Action):
     def _resolve(self, session: Session, who: Speaker, number: str, result: str) -> Messages:
         service = TicketService(session)
         try:
-            ticket = service.resolve(number, service.actor_for(who.sender_id), result)
+            ticket = service.resolve(number, service.actor_for(who.sender_id, who.channel), result)
         except TicketError as err:
             return [{"text": error_text(err.code, err.params)}]
         messages: Messages = [{"text": t("tickets.worker_resolved_ack", number=ticket.number)}]

@@ -16,7 +16,7 @@ from actions.runtime import in_transaction
 from bot.texts import colour_name, error_text, local_time, status_name
 from bot.texts import text as t
 from bot.ticket_notices import notices_for
-from grid.geography import Worker, community_lead
+from grid.geography import community_lead
 from grid.service import Actor, TicketService
 from grid.tickets import Ticket
 from grid.workflow import Role, TicketError
@@ -41,7 +41,7 @@ class ActionWorkerAccept(Action):
     def _accept(self, session: Session, who: Speaker, number: str) -> Messages:
         try:
             service = TicketService(session)
-            ticket = service.accept(number, service.actor_for(who.sender_id))
+            ticket = service.accept(number, service.actor_for(who.sender_id, who.channel))
         except TicketError as err:
             return [{"text": error_text(err.code, err.params)}]
         return [{"text": t("tickets.worker_accepted", number=ticket.number)}]
@@ -57,7 +57,9 @@ class ActionWorkerList(Action):
         return []
 
     def _list(self, session: Session, who: Speaker) -> Messages:
-        tickets = TicketService(session).assigned_to(who.sender_id)
+        service = TicketService(session)
+        actor = service.actor_for(who.sender_id, who.channel)  # a worker's id typed on another channel lists nothing
+        tickets = service.assigned_to(actor.id) if actor.role in (Role.WORKER, Role.LEAD) else []
         if not tickets:
             return [{"text": t("tickets.worker_list_none")}]
         now = utcnow()
@@ -84,7 +86,8 @@ class ActionWorkerHelp(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
         who = speaker(tracker)
-        is_worker = await in_transaction(lambda s: s.get(Worker, who.sender_id) is not None)
+        actor = await in_transaction(lambda s: TicketService(s).actor_for(who.sender_id, who.channel))
+        is_worker = actor.role in (Role.WORKER, Role.LEAD)
         dispatcher.utter_message(text=t("help.worker" if is_worker else "help.resident"))
         return []
 
@@ -117,7 +120,7 @@ class _WorkerCommand(Action, ABC):
     def _handle(self, session: Session, who: Speaker, number: str, text: str) -> Messages:
         service = TicketService(session)
         try:
-            reply, ticket, note = self.act(service, service.actor_for(who.sender_id), number, text)
+            reply, ticket, note = self.act(service, service.actor_for(who.sender_id, who.channel), number, text)
         except TicketError as err:
             return [{"text": error_text(err.code, err.params)}]
         notices = notices_for(session, ticket, self.action, who.sender_id, note)

@@ -43,6 +43,7 @@ from bot import rasa_process
 from bot.app_process import app_process, stop
 from bot.deferred import DeferredMessage
 from bot.demo import load_demo
+from bot.rasa_tokens import rasa_token
 from bot.settings import Settings, namespace_for
 from storage.engine import make_engine
 from tests.servers import free_port, fresh_postgres
@@ -240,9 +241,10 @@ def e2e_sender(app_url: str, tag: str) -> Sender:
 def parse_sender(rasa_urls: list[str]) -> Sender:
     """The floor goes to the same servers as the app's turns, taking turns among them as the app does."""
     turns = itertools.cycle(rasa_urls)
+    token = {"token": rasa_token()}  # Rasa's API token, as the app's client sends it (bot/rasa_client.py)
 
     async def send(http: httpx.AsyncClient, worker: int, round_no: int, text: str, mention: bool) -> None:
-        (await http.post(f"{next(turns)}/model/parse", json={"text": text})).raise_for_status()
+        (await http.post(f"{next(turns)}/model/parse", json={"text": text}, params=token)).raise_for_status()
 
     return send
 

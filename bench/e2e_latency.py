@@ -22,6 +22,7 @@ from rich.table import Table
 from bot import rasa_process
 from bot.demo import load_demo
 from bot.embedded import app_server, free_port
+from bot.rasa_tokens import rasa_token
 from bot.settings import Settings
 
 QUESTIONS = [
@@ -79,7 +80,7 @@ def run(http: httpx.Client, rasa_url: str, app_url: str, rounds: int) -> dict[st
         for kind, texts, mention in (("question e2e", QUESTIONS, True), ("chatter e2e", CHATTER, False)):
             for i, text in enumerate(texts):
                 started = time.perf_counter()
-                http.post(f"{rasa_url}/model/parse", json={"text": text}).raise_for_status()
+                http.post(f"{rasa_url}/model/parse", json={"text": text}, params={"token": rasa_token()}).raise_for_status()
                 results["parse floor"].append(time.perf_counter() - started)
                 payload = {
                     "group_id": "demo-grid-1",

@@ -45,6 +45,7 @@ from bench.e2e import (
 from bench.e2e_latency import QUESTIONS
 from bot import rasa_process
 from bot.app_process import stop, wait_healthy
+from bot.rasa_tokens import ACTION_TOKEN_ENV, action_token, rasa_token
 from tests.servers import free_port
 
 QUESTION_TURNS = [(question, True) for question in QUESTIONS]
@@ -53,9 +54,10 @@ QUESTION_TURNS = [(question, True) for question in QUESTIONS]
 @contextmanager
 def null_action_server(log_file: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
+    env = {**os.environ, ACTION_TOKEN_ENV: action_token()}  # the token write_endpoints gives this bench's Rasa servers
     with log_file.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.null_actions", "--port", str(port)], stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "bench.null_actions", "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -84,6 +86,7 @@ def rasa_on_null_actions(redis_url: str, servers: int, model: Path | None) -> It
 def turn_sender(rasa_urls: list[str], tag: str) -> Sender:
     """The app's call for an addressed group message (bot/router.py): Rasa parses inside the turn."""
     turns = itertools.cycle(rasa_urls)
+    token = {"token": rasa_token()}  # the project's channel asks for Rasa's API token, as the app sends it
 
     async def send(http: httpx.AsyncClient, worker: int, round_no: int, text: str, mention: bool) -> None:
         payload = {
@@ -97,7 +100,7 @@ def turn_sender(rasa_urls: list[str], tag: str) -> Sender:
                 "message_id": uuid.uuid4().hex,
             },
         }
-        response = await http.post(f"{next(turns)}/webhooks/gridbot/webhook", json=payload)
+        response = await http.post(f"{next(turns)}/webhooks/gridbot/webhook", json=payload, params=token)
         response.raise_for_status()
         if not isinstance(response.json(), list):
             raise httpx.HTTPError(f"not a list of messages: {response.text[:200]}")

@@ -19,6 +19,7 @@ from bot.api import auth as auth_api
 from bot.api import channels as channels_api
 from bot.api import console as console_api
 from bot.api import groups as groups_api
+from bot.api import guards
 from bot.api import knowledge as knowledge_api
 from bot.api import knowledge_admin as knowledge_admin_api
 from bot.api import local as local_api
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(groups_api.router)
     app.include_router(reports_api.router)
     console_pages.install(app)
+
+    guards.install(app, settings)  # every request: body cap, NaN/NUL/surrogate refusals, short 422s, trusted proxies
 
     @app.exception_handler(OperationalError)
     async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from bot.rasa_tokens import ACTION_TOKEN_ENV, RASA_TOKEN_ENV, action_token, rasa_token
 from bot.settings import PROJECT_ROOT
 
 
@@ -34,8 +35,15 @@ class AppProcess:
 
 
 def start_app(port: int, env: Mapping[str, str], log_file: Path) -> subprocess.Popen[bytes]:
-    """`gridbot serve` on 127.0.0.1:port with the given settings (DATABASE_URL, REDIS_URL, RASA_URL…) on top of ours."""
-    full_env = {**os.environ, **env, "APP_HOST": "127.0.0.1", "APP_PORT": str(port)}
+    """`gridbot serve` on 127.0.0.1:port with the given settings (DATABASE_URL, REDIS_URL, RASA_URL…) on top of ours.
+
+    The tests and benches drive it through the web chat, so that is on unless `env` says otherwise; and it shares
+    this process's secrets (bot.rasa_tokens), whichever starts first: it checks Rasa's action calls against the
+    action token write_endpoints gives the Rasa servers started from here, and sends them the API token
+    start_rasa starts them with.
+    """
+    defaults = {"LOCAL_CHAT_ENABLED": "true", ACTION_TOKEN_ENV: action_token(), RASA_TOKEN_ENV: rasa_token()}
+    full_env = {**os.environ, **defaults, **env, "APP_HOST": "127.0.0.1", "APP_PORT": str(port)}
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as out:
         return subprocess.Popen(

@@ -319,27 +319,38 @@ def group_set(
 
 def _serve_app(settings: Settings, host: str, port: int) -> None:
     """The app under uvicorn, as `serve` and `run` start it (request lines only with APP_ACCESS_LOG)."""
-    uvicorn.run("bot.app:create_app", factory=True, host=host, port=port, access_log=settings.app_access_log)
+    # proxy_headers off: uvicorn would believe X-Forwarded-For from any local peer; TRUSTED_PROXIES decides (bot/api/guards.py)
+    uvicorn.run(
+        "bot.app:create_app", factory=True, host=host, port=port, access_log=settings.app_access_log, proxy_headers=False
+    )
 
 
 @app.command("serve")
 def serve(host: str | None = None, port: int | None = None) -> None:
-    """Run the app (web chat, action endpoint) on APP_HOST:APP_PORT."""
+    """Run the app (action endpoint, API, console; the web chat with LOCAL_CHAT_ENABLED) on APP_HOST:APP_PORT."""
+    from bot.rasa_tokens import action_token
+
     settings = get_settings()
     configure_logging()
+    action_token(settings)  # generated now if unset, so the log says so at start rather than at Rasa's first call
     _serve_app(settings, host or settings.app_host, port or settings.app_port)
 
 
 @app.command("run")
 def run(demo: bool = typer.Option(True, help="Load the demo grids, groups, workers and knowledge first.")) -> None:
     """The embedded default in one command: migrate, demo data, Rasa model and server, then the app."""
+    import os
     import threading
 
     import httpx
 
     from bot import rasa_process
     from bot.rasa_client import server_urls
+    from bot.rasa_tokens import action_token, rasa_token
 
+    # The embedded demo: the web chat is how one tries the bot (LOCAL_CHAT_ENABLED=false still turns it off).
+    os.environ.setdefault("LOCAL_CHAT_ENABLED", "true")
+    get_settings.cache_clear()
     settings = get_settings()
     urls = server_urls(settings.rasa_url)  # one Rasa server started per URL
     if len(urls) > 1 and not settings.redis_url:
@@ -356,22 +367,31 @@ def run(demo: bool = typer.Option(True, help="Load the demo grids, groups, worke
         db_upgrade()
     model = rasa_process.ensure_model(console.print)
     app_url = f"http://{settings.app_host}:{settings.app_port}"
-    endpoints = rasa_process.write_endpoints(VAR_DIR / "endpoints.yml", f"{app_url}/webhook", settings.redis_url)
+    # The secrets between the app and the Rasa servers: configured, or generated for this run (logged).
+    endpoints = rasa_process.write_endpoints(
+        VAR_DIR / "endpoints.yml", f"{app_url}/webhook", settings.redis_url, token=action_token(settings)
+    )
+    auth_token = rasa_token(settings)
     # Several servers run single-threaded, one per core (rasa_process.single_threaded).
     rasas = []
     for number, url in enumerate(urls):
         rasa_port = httpx.URL(url).port or 5005
         log_name = "rasa.log" if number == 0 else f"rasa-{rasa_port}.log"
         log_file = VAR_DIR / "log" / log_name
-        rasas.append(rasa_process.start_rasa(model, rasa_port, endpoints, log_file, single_thread=len(urls) > 1))
+        rasas.append(
+            rasa_process.start_rasa(model, rasa_port, endpoints, log_file, single_thread=len(urls) > 1, auth_token=auth_token)
+        )
         console.print(f"starting Rasa on port {rasa_port} (log: var/log/{log_name}), about 30 s…")
 
     def announce() -> None:
         try:
             for url, rasa in zip(urls, rasas, strict=True):
-                rasa_process.wait_ready(url, rasa)
+                rasa_process.wait_ready(url, rasa, token=auth_token)
         except (RuntimeError, TimeoutError) as exc:
             console.print(f"[red]Rasa did not start: {exc}; see var/log/rasa*.log[/red]")
+            return
+        if not settings.local_chat_enabled:
+            console.print(f"[bold green]GridBot is ready at {app_url} (web chat off: LOCAL_CHAT_ENABLED=false)[/bold green]")
             return
         console.print(f"[bold green]GridBot is ready. Chat as a resident or a worker at {app_url}/chat[/bold green]")
 

@@ -18,8 +18,16 @@ __all__ = ["app_server", "free_port"]
 
 @contextmanager
 def app_server(settings: Settings) -> Iterator[str]:
-    """Serve the real app on settings.app_port until the block ends; yields its base URL."""
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.app_port, log_level="warning", lifespan="on")
+    """Serve the real app on settings.app_port until the block ends; yields its base URL.
+
+    The tests and benches drive the bot through the web chat, so it is on here unless the settings say otherwise
+    explicitly (LOCAL_CHAT_ENABLED, or the argument): a deployment's `gridbot serve` has it off by default.
+    """
+    if "local_chat_enabled" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"local_chat_enabled": True})
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=settings.app_port, log_level="warning", lifespan="on", proxy_headers=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

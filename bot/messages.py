@@ -41,6 +41,10 @@ class Media:
     size: int | None = None
 
 
+# NUL and lone surrogates: what a database (PostgreSQL text) cannot store and no person types.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 @dataclass(frozen=True)
 class IncomingMessage:
     """One message as every adapter reports it.
@@ -60,6 +64,15 @@ class IncomingMessage:
     room_topic: str | None = None
     mentioned_ids: tuple[str, ...] = ()
     media: tuple[Media, ...] = ()
+
+    def __post_init__(self) -> None:
+        """A platform's text cannot be refused like an API request (bot/api/guards.py): it was already sent. NULs and
+        lone UTF-16 surrogates, which PostgreSQL refuses to store and no person types, are dropped here, once, so the
+        arrival note, the transcript and the ticket never fail on them."""
+        for name in ("sender_id", "sender_name", "text", "group_id", "message_id", "room_topic"):
+            value = getattr(self, name)
+            if isinstance(value, str) and _UNSTORABLE.search(value):
+                object.__setattr__(self, name, _UNSTORABLE.sub("", value))
 
     @property
     def is_private(self) -> bool:

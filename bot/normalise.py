@@ -38,7 +38,11 @@ def _t2s() -> opencc.OpenCC:
 
 
 def normalise(text: str, bot_name: str) -> str:
-    """The text Rasa sees: simplified, width-folded, without quotes, mentions, emoji and emoticons, capped."""
+    """The text Rasa sees: simplified, width-folded, without quotes, mentions, emoji and emoticons, capped.
+
+    Empty when no words are left (only emoji, emoticons or punctuation: [强][强], ？？？): that is ordinary chat,
+    and the router says nothing to an empty text, addressed or not, on every channel, without asking Rasa.
+    """
     cleaned = unicodedata.normalize("NFC", text).translate(_WIDTH_FOLD)
     cleaned = _QUOTE_BLOCK.sub("", cleaned)
     cleaned = _SEPARATOR.sub(" ", cleaned)
@@ -47,7 +51,8 @@ def normalise(text: str, bot_name: str) -> str:
     cleaned = _EMOTICON.sub(" ", cleaned)
     cleaned = _EMOJI.sub(" ", cleaned)
     cleaned = _t2s().convert(cleaned)
-    return _SPACES.sub(" ", cleaned).strip()[:NLU_MAX_CHARS].rstrip()  # the cap may cut right after a space
+    cleaned = _SPACES.sub(" ", cleaned).strip()[:NLU_MAX_CHARS].rstrip()  # the cap may cut right after a space
+    return cleaned if has_words(cleaned) else ""
 
 
 def has_words(text: str) -> bool:

@@ -1,10 +1,17 @@
-"""Residents' phone and room numbers masked before text reaches a group; secrets and phones redacted for logs.
+"""The one masking policy: residents' phone, ID card and room numbers, names and ids, as each reader may see them.
 
 A neighbourhood group has hundreds of members, and what the bot posts there (a ticket confirmation that
 echoes the location, a worker's 办结 result quoted back) is seen by all of them and kept in their phones.
 The ticket itself keeps the full details for the grid worker; the group only needs to see that the bot
 understood. So text going into a group passes through `mask_for_group`, and log lines through
 `redact_for_log` (installed by `bot.logging_setup`).
+
+Residents' text read anywhere else by someone who does not handle the ticket (Open311 reads, which the
+internet can fetch; the weekly report and the statistics, which get forwarded and printed; the console of a
+read-only viewer) goes through `mask_personal`, and the reporter's name and id through `reporter_as_seen`.
+Who sees what unmasked is decided in one place, `sees_personal_data`: admins everywhere but the public
+surface; grid workers and leads on the console, where they act on their own grids' tickets and need the door
+and the phone; nobody on the public surface. The API modules ask it instead of deciding for themselves.
 
 Rules (matching is done on a copy where full-width digits, letters and signs are folded to ASCII, so
 １３８… is found too; the original characters outside a masked span are kept as written):
@@ -33,8 +40,15 @@ residents may well recognise it), the room digits become one star each:
 A room is 3–4 digits not followed by another digit or by a unit of measure (3号楼1000元 is money, not a room).
 Floors (3楼, 12层) and street numbers (幸福路88号) are not rooms.
 
+ID card numbers (居民身份证, everywhere: groups, logs, public surfaces): 18 digits (the last may be X) made of a
+region code, a birth date 18xx–20xx with a real month and day, and three more digits; or the old 15-digit form
+with a two-digit year. Groups of 6-8-4 (or 6-6-3) separated by a space or a dash are found too. The first three
+and the last four characters stay, every digit between becomes a star: 110***********1234. As for mobiles, a
+digit or ASCII letter right before or after means a longer number (an order number, a bank card), left alone.
+The check digit is not verified: a mistyped ID is as personal as a correct one.
+
 Masking is idempotent (masked text has no digits left where a number was) and never touches text that is
-not a phone or room number; both are checked by property tests in tests/test_properties.py.
+not a phone, ID card or room number; both are checked by property tests in tests/test_properties.py.
 """
 
 from __future__ import annotations
@@ -42,6 +56,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 # Full-width ASCII (！…～, including digits and letters) and the ideographic space fold 1:1 to ASCII, so
 # positions in the folded copy are positions in the original.
@@ -99,6 +114,27 @@ def _phone_edits(folded: str, *, keep_public: bool) -> list[_Edit]:
     for m in LABELLED_LOCAL.finditer(folded):
         if not (keep_public and _is_public(folded, m.start(), _PUBLIC_PHONE_LABEL, _LABEL_WINDOW)):
             edits.append(_Edit(m.start("local"), m.end("local"), _stars_but_last4(m["local"])))
+    return edits
+
+
+# -- ID card numbers -------------------------------------------------------------------------------------
+
+_ID_DAY = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
+ID_CARD = re.compile(
+    rf"(?<![0-9A-Za-z])(?:[1-9]\d{{5}}(?P<sep>[ \-]?)(?:18|19|20)\d\d{_ID_DAY}(?P=sep)\d{{3}}[0-9Xx]"
+    rf"|[1-9]\d{{5}}(?P<old_sep>[ \-]?)\d\d{_ID_DAY}(?P=old_sep)\d{{3}})(?![0-9A-Za-z])",
+    re.ASCII,
+)
+
+
+def _id_edits(folded: str) -> list[_Edit]:
+    """Every character of the number but its first three and last four becomes a star; separators stay."""
+    edits = []
+    for m in ID_CARD.finditer(folded):
+        number = m.group()
+        positions = [i for i, c in enumerate(number) if c.isalnum()]
+        hidden = set(positions[3:-4])
+        edits.append(_Edit(m.start(), m.end(), "".join("*" if i in hidden else c for i, c in enumerate(number))))
     return edits
 
 
@@ -168,9 +204,79 @@ def mask_rooms(text: str) -> str:
     return _masked(text, _room_edits)
 
 
+def mask_id_numbers(text: str) -> str:
+    """ID card numbers (18 digits or the old 15) down to their first three and last four characters."""
+    return _masked(text, _id_edits)
+
+
 def mask_for_group(text: str) -> str:
-    """What a group may see of a text: phones and room numbers masked, everything else as written."""
-    return mask_rooms(mask_phones(text))
+    """What a group may see of a text: phones (but offices' public numbers), ID and room numbers masked."""
+    return mask_rooms(mask_phones(mask_id_numbers(text)))
+
+
+def mask_personal(text: str) -> str:
+    """Residents' text for a reader who does not handle the ticket: every phone, ID and room number masked.
+
+    Unlike a group, where the bot quotes offices' numbers residents are meant to call, a ticket's text is what a
+    resident or a worker wrote about one household, so a landline labelled 物业电话 is masked here too.
+    """
+    return mask_rooms(mask_phones(mask_id_numbers(text), keep_public=False))
+
+
+# -- who sees what ---------------------------------------------------------------------------------------
+
+
+class Surface(StrEnum):
+    """Where a ticket's personal data would be read, which decides together with the role what is masked."""
+
+    CONSOLE = "console"  # a ticket on screen (the console, the tickets API): read to act on it
+    REPORT = "report"  # figures and downloads (statistics, the weekly XLSX): forwarded, printed and kept
+    PUBLIC = "public"  # Open311 reads and anything else the internet can fetch
+
+
+def sees_personal_data(role: str | None, surface: Surface) -> bool:
+    """Whether an account of `role` (AccountRole's value: admin, worker, viewer; None: nobody logged in) reads
+    residents' personal data unmasked on `surface`.
+
+    Admins answer for the data and see it wherever they are logged in. Workers (leads too) see it where they act
+    on their own grids' tickets, not in a report that leaves the console as a file. Viewers (leaders reading
+    figures) never need a door or a phone number.
+    """
+    if surface is Surface.PUBLIC or role is None:
+        return False
+    if role == "admin":
+        return True
+    return surface is Surface.CONSOLE and role == "worker"
+
+
+def text_as_seen(text: str, role: str | None, surface: Surface) -> str:
+    """Residents' or workers' free text (description, location, result, notes) as this reader may see it."""
+    return text if sees_personal_data(role, surface) else mask_personal(text)
+
+
+def mask_name(name: str) -> str:
+    """A person's name down to its first character: 张三 → 张*, 居民小王 → 居***. Idempotent."""
+    return name[:1] + "*" * (len(name) - 1)
+
+
+def mask_person_id(person_id: str) -> str:
+    """A resident's id (a chat account, "open311:<phone or account>") down to its source and four characters.
+
+    The source before the first colon stays (open311:…), then the first two and last two characters, so a reader
+    can still tell two residents apart without being able to contact either: open311:13*******78.
+    """
+    source, colon, rest = person_id.partition(":")
+    if not colon or not source.isascii() or not source.isalnum():
+        source, colon, rest = "", "", person_id
+    shown = "*" * len(rest) if len(rest) <= 6 else rest[:2] + "*" * (len(rest) - 4) + rest[-2:]
+    return f"{source}{colon}{shown}"
+
+
+def reporter_as_seen(reporter_id: str, reporter_name: str, role: str | None, surface: Surface) -> tuple[str, str]:
+    """A ticket's reporter (id, name) as this reader may see them: as stored, or masked by the same rule as text."""
+    if sees_personal_data(role, surface):
+        return reporter_id, reporter_name
+    return mask_person_id(reporter_id), mask_name(reporter_name)
 
 
 # -- secrets (logs) --------------------------------------------------------------------------------------
@@ -206,5 +312,5 @@ def redact_secrets(text: str) -> str:
 
 
 def redact_for_log(text: str) -> str:
-    """A log line: secrets redacted and every phone masked (public or not: logs have no audience to call it)."""
-    return mask_phones(redact_secrets(text), keep_public=False)
+    """A log line: secrets redacted, every phone (public or not: logs have no audience to call it) and ID number masked."""
+    return mask_phones(mask_id_numbers(redact_secrets(text)), keep_public=False)

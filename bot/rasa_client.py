@@ -22,6 +22,8 @@ from typing import Any
 
 import aiohttp
 
+from bot.rasa_tokens import known_rasa_token
+
 
 class RasaUnavailable(Exception):
     """Rasa could not be reached or failed; the caller holds the message for a retry."""
@@ -40,9 +42,22 @@ def server_urls(setting: str) -> list[str]:
 
 
 class RasaClient:
-    def __init__(self, base_url: str, timeout: float = 30.0, trace_configs: list[aiohttp.TraceConfig] | None = None) -> None:
-        """`trace_configs`: aiohttp's request hooks (what is sent where), for diagnostics and tests."""
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 30.0,
+        trace_configs: list[aiohttp.TraceConfig] | None = None,
+        token: str | None = None,
+    ) -> None:
+        """`trace_configs`: aiohttp's request hooks (what is sent where), for diagnostics and tests.
+
+        `token`: Rasa's API token (`rasa run --auth-token`), sent as `?token=` on every request, the turns through
+        the project's channel included (rasa_channels.prepared_rest checks it too). Default: RASA_AUTH_TOKEN, which
+        is also the token this process started Rasa with (bot.rasa_tokens), looked up per request: a Rasa started
+        after this client (a test restarting it) is still reached.
+        """
         self.urls = server_urls(base_url)
+        self._token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._trace_configs = trace_configs
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
@@ -63,13 +78,17 @@ class RasaClient:
         if session is not None:
             await session.close()
 
+    def _params(self) -> dict[str, str] | None:
+        token = self._token or known_rasa_token()
+        return {"token": token} if token else None
+
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         first = next(self._turns)
         session = self._session()
         for attempt in range(len(self.urls)):
             url = self.urls[(first + attempt) % len(self.urls)]
             try:
-                async with session.request(method, url + path, **kwargs) as response:
+                async with session.request(method, url + path, params=self._params(), **kwargs) as response:
                     status, body = response.status, await response.read()
             except aiohttp.ClientConnectorError as exc:  # never reached the server: another may take it
                 if attempt + 1 < len(self.urls):
@@ -108,7 +127,7 @@ class RasaClient:
         session = self._session()
         for url in self.urls:
             try:
-                async with session.get(url + "/status") as response:
+                async with session.get(url + "/status", params=self._params()) as response:
                     if response.status == 200 and bool((await response.json(content_type=None)).get("model_file")):
                         return True
             except (aiohttp.ClientError, TimeoutError, ValueError):

@@ -22,6 +22,7 @@ import httpx
 import yaml
 
 from bot.ports import free_port
+from bot.rasa_tokens import ACTION_TOKEN_HEADER, RASA_TOKEN_ENV, action_token, known_rasa_token, rasa_token
 from bot.settings import PROJECT_ROOT
 from knowledge.offline_e5_onnx import onnx_e5_dir
 from rasa_components.e5_encoder import ENCODER_CARD, ENCODER_DIR_ENV
@@ -143,18 +144,26 @@ def redis_store(redis_url: str) -> dict[str, str | int | bool]:
     return store
 
 
-def write_endpoints(path: Path, action_url: str, redis_url: str | None, key_prefix: str = "gridbot") -> Path:
+def write_endpoints(
+    path: Path, action_url: str, redis_url: str | None, key_prefix: str = "gridbot", *, token: str | None = None
+) -> Path:
     """Endpoints for this run: our action endpoint, and Redis tracker/lock stores when Redis is configured.
 
+    Rasa's action calls carry `token` (default: bot.rasa_tokens.action_token(), this process's) in a header,
+    which Rasa's EndpointConfig sends with every request; the app's /webhook refuses calls without it. The file
+    holds that secret (and Redis's password), so only its owner may read it.
     `key_prefix` must be alphanumeric (Rasa ignores any other); separate prefixes keep runs apart.
     """
-    endpoints: dict[str, object] = {"action_endpoint": {"url": action_url}}
+    action = {"url": action_url, "headers": {ACTION_TOKEN_HEADER: token or action_token()}}
+    endpoints: dict[str, object] = {"action_endpoint": action}
     if redis_url:
         store = redis_store(redis_url)
         week = 7 * 24 * 3600
         endpoints["tracker_store"] = {"type": SESSION_TRACKER_STORE, **store, "key_prefix": key_prefix, "record_exp": week}
         endpoints["lock_store"] = {"type": TICKET_LOCK_STORE, **store, "key_prefix": key_prefix}
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # an existing file keeps its mode through touch
     path.write_text(yaml.safe_dump(endpoints, allow_unicode=True), encoding="utf-8")
     return path
 
@@ -172,8 +181,15 @@ def single_threaded(env: dict[str, str]) -> dict[str, str]:
 
 
 def start_rasa(
-    model: Path, port: int, endpoints: Path, log_file: Path, *, single_thread: bool = False
+    model: Path, port: int, endpoints: Path, log_file: Path, *, single_thread: bool = False, auth_token: str | None = None
 ) -> subprocess.Popen[bytes]:
+    """`rasa run` on 127.0.0.1:port with its HTTP API behind `auth_token` (default: bot.rasa_tokens.rasa_token(),
+    this process's), which the app's RasaClient sends as `?token=`. Rasa checks it on its API (/model/parse,
+    /status, /conversations…) but not on input channels; rasa_channels.prepared_rest checks the same token, read
+    from RASA_AUTH_TOKEN in Rasa's environment."""
+    token = auth_token or rasa_token()
+    env = single_threaded(rasa_env()) if single_thread else rasa_env()
+    env[RASA_TOKEN_ENV] = token
     log_file.parent.mkdir(parents=True, exist_ok=True)
     out = log_file.open("ab")
     return subprocess.Popen(
@@ -181,6 +197,8 @@ def start_rasa(
             str(RASA_BIN),
             "run",
             "--enable-api",
+            "--auth-token",
+            token,
             "--model",
             str(model),
             "--port",
@@ -195,20 +213,25 @@ def start_rasa(
             "http://127.0.0.1",
         ],
         cwd=PROJECT_ROOT,
-        env=single_threaded(rasa_env()) if single_thread else rasa_env(),
+        env=env,
         stdout=out,
         stderr=subprocess.STDOUT,
     )
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 180.0) -> None:
-    """Block until Rasa has loaded its model; fail early if the process dies."""
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 180.0, token: str | None = None
+) -> None:
+    """Block until Rasa has loaded its model; fail early if the process dies. `token`: Rasa's API token (default:
+    the one this process started Rasa with, if any)."""
+    token = token or known_rasa_token()
+    params = {"token": token} if token else None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"rasa exited with code {process.returncode} before it was ready")
         try:
-            response = httpx.get(f"{url}/status", timeout=2)
+            response = httpx.get(f"{url}/status", params=params, timeout=2)
             if response.status_code == 200 and response.json().get("model_file"):
                 return
         except httpx.HTTPError:

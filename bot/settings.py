@@ -26,10 +26,19 @@ class Settings(BaseSettings):
     # (deploy/nginx.conf) logs every request anyway. Errors and the app's own records are logged either way.
     app_access_log: bool = False
     bot_name: str = "网格助手"
-    # The local web chat (/chat and /api/v1/local/*) lets anyone who reaches the app play any resident or worker
-    # and read their transcripts: right for trying the bot and for tests, wrong on a public server. Turn it off
-    # there; groups on WeChat/WeCom do not need it.
-    local_chat_enabled: bool = True
+    # The local web chat (/chat and /api/v1/local/*) lets anyone who reaches the app play any resident, or a worker
+    # whose workers.channel is webchat, and read their transcripts: right for trying the bot and for tests, wrong on a
+    # public server. Off unless set; `gridbot run` (the embedded demo) and bot.embedded.app_server turn it on.
+    # Even on, it never acts as a worker of another channel (WeChat, WeCom): grid/service.py actor_for.
+    local_chat_enabled: bool = False
+    # The secret Rasa's action calls (POST /webhook, GET /actions) must carry, in the X-Gridbot-Action-Token header
+    # (bot/rasa_process.write_endpoints) or as ?token= (Rasa's `token:` in endpoints.yml). Unset: the process
+    # generates one per start (bot/rasa_tokens.py, logged) and gives it to the Rasa it starts (`gridbot run`, tests,
+    # benches); a Rasa started elsewhere must then be given the same ACTION_ENDPOINT_TOKEN.
+    action_endpoint_token: str = ""
+    # Rasa's HTTP API token (`rasa run --auth-token`): the app sends it as ?token= on every call (parse, turns,
+    # status). Unset: whoever starts Rasa generates one per start (bot/rasa_tokens.py) and the app uses it.
+    rasa_auth_token: str = ""
     # A group message not addressed to the bot is still answered when NLU is this sure it is a request.
     request_intents: tuple[str, ...] = (
         "ask_policy",
@@ -45,6 +54,10 @@ class Settings(BaseSettings):
     chatter_intents: tuple[str, ...] = ("chitchat", "greet", "goodbye", "thanks", "out_of_scope", "bot_challenge")
     command_prefixes: tuple[str, ...] = ("#助手", "小助手")
     max_text_chars: int = 2000
+    # Largest request body of the chat and JSON APIs, in bytes: 413 beyond it, refused from a declared Content-Length
+    # before the body is read, counted while a chunked one streams (bot/api/guards.py). The knowledge import, Rasa's
+    # action calls and WeCom callbacks keep their own limits (guards.OWN_LIMITS).
+    max_request_body_bytes: int = 64 * 1024
     # How long the bot keeps listening to a resident it asked a question (location, rating), unaddressed.
     expect_reply_seconds: int = 30 * 60
     # How long after a knowledge-base answer the bot listens for the resident's "没用" (answer_unhelpful).
@@ -61,8 +74,11 @@ class Settings(BaseSettings):
     deadline_check_seconds: float = 60.0
     # External systems that receive every ticket event, as JSON: [{"name": "city", "url": "https://…", "secret": "…"}]
     webhook_targets: str = ""
-    # Keys that may create requests through Open311 POST (comma-separated); GET needs none.
+    # Keys that may create requests through Open311 POST (comma-separated); GET needs none unless the next is set.
     open311_api_keys: str = ""
+    # Reads (GET services/requests) need one of those keys too: for cities that do not publish requests. Off, they
+    # are public (deploy/nginx.conf serves them), and residents' phone, ID and room numbers are masked either way.
+    open311_read_requires_key: bool = False
     # Dense retrieval model for the knowledge base: `auto` (offline multilingual-e5-small built by `make setup`),
     # a local sentence-transformers folder, a hub name (e.g. BAAI/bge-small-zh-v1.5) or `none` (lexical only).
     kb_embedding_model: str = "auto"
@@ -96,11 +112,17 @@ class Settings(BaseSettings):
     auth_session_hours: float = 12.0
     # Mark the session cookie Secure (HTTPS only): turn on behind TLS; the embedded default is plain http on localhost.
     auth_cookie_secure: bool = False
-    # Failed logins allowed per username, and per client address, within the window; then logins are refused
-    # (right password or not) until the window ends. Counted in Redis with REDIS_URL, else in memory.
+    # Failed logins allowed per username from one client address, and per client address for all usernames, within
+    # the window; then logins from that address are refused (right password or not) until the window ends. Never per
+    # username alone: guessing at `admin` from one address must not lock the owner out from another.
+    # Counted in Redis with REDIS_URL, else in memory.
     auth_login_max_failures: int = 5
     auth_login_max_failures_per_address: int = 20
     auth_login_window_seconds: int = 900
+    # Reverse proxies whose X-Forwarded-For / X-Real-IP say who the client is (comma-separated IPs or CIDR blocks,
+    # e.g. 127.0.0.1 behind deploy/nginx.conf on the same host). Empty: trust none, the client is the TCP peer.
+    # From any other peer those headers are ignored: anyone could write them.
+    trusted_proxies: str = ""
 
     # --- WeCom (企业微信) self-built app and group robots (issue #7; bot/channels/wecom/) ---
     # The channel runs when corp id, agent id, app secret, callback token and EncodingAESKey are all set.

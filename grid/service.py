@@ -179,10 +179,16 @@ class TicketService:
             raise TicketError("ticket_not_found", number=number)
         return ticket
 
-    def actor_for(self, actor_id: str) -> Actor:
-        """A chat account's role: a registered worker or lead, otherwise a resident."""
+    def actor_for(self, actor_id: str, channel: str | None = None) -> Actor:
+        """A chat account's role: a registered worker or lead, otherwise a resident.
+
+        `channel` is where a chat message came from: an account id is only unique, and only proven, on its own
+        platform, so a worker acts only from the channel `workers.channel` names; the same id typed into another
+        channel (the web chat, say) is a resident's. None: the caller proved who this is some other way (a
+        logged-in account of this worker, an admin acting for someone).
+        """
         worker = self.session.get(Worker, actor_id)
-        if worker is None:
+        if worker is None or (channel is not None and channel != worker.channel):
             return Actor(actor_id, Role.RESIDENT)
         return Actor(actor_id, Role.LEAD if worker.role == "lead" else Role.WORKER)
 
@@ -234,8 +240,9 @@ class TicketService:
             self._require(ticket.department_code == actor.department_code, "not_your_department", ticket)
         else:
             self._require(ticket.assignee_id == actor.id or self._free_for(ticket, actor), "not_assignee", ticket)
+        ticket.apply("accept", actor.id, actor.role)  # refuses a role that may not accept before anything changes
+        if actor.role is not Role.DEPARTMENT:
             ticket.assignee_id = actor.id
-        ticket.apply("accept", actor.id, actor.role)
         return self._save(ticket)
 
     def transfer(self, number: str, actor: Actor, target_key: str, reason: str) -> Ticket:
@@ -384,6 +391,9 @@ class TicketService:
     # --- helpers ---------------------------------------------------------------------------------
 
     def _free_for(self, ticket: Ticket, actor: Actor) -> bool:
+        """A pooled ticket is free for a worker of its grid: by role too, since a resident may carry a worker's id."""
+        if actor.role is not Role.WORKER:
+            return False
         worker = self.session.get(Worker, actor.id)
         return ticket.assignee_id is None and worker is not None and worker.grid_code == ticket.grid_code
 

@@ -19,7 +19,7 @@ Which tickets count where:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -142,15 +142,25 @@ def iso_week(day: date) -> str:
 
 
 def ticket_stats(
-    session: Session, *, start: datetime, end: datetime, grid_code: str | None = None, now: datetime | None = None
+    session: Session,
+    *,
+    start: datetime,
+    end: datetime,
+    grid_code: str | None = None,
+    now: datetime | None = None,
+    within: Collection[str] | None = None,
 ) -> TicketStats:
-    """Statistics of the tickets created in [start, end), in one grid or all; `now` decides what is overdue."""
+    """Statistics of the tickets created in [start, end), in one grid or all; `now` decides what is overdue.
+
+    `within` narrows "all" to the grids a reader may see (a worker's own, a lead's community's): an empty
+    collection counts nothing, it never means every grid.
+    """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be timezone-aware")
     if end < start:
         raise ValueError("end is before start")
-    grids = _grids(session, grid_code)
-    rows = _ticket_rows(session, start, end, grid_code)
+    grids = _grids(session, grid_code, within)
+    rows = _ticket_rows(session, start, end, grid_code, within)
     worked = [r for r in rows if r.status not in NOT_WORKED]
     resolved = [r for r in worked if r.resolved_at is not None]
     on_time = sum(1 for r in resolved if r.resolved_at <= r.deadline_at)
@@ -181,18 +191,22 @@ def ticket_stats(
     )
 
 
-def _grids(session: Session, grid_code: str | None) -> dict[str, str]:
+def _grids(session: Session, grid_code: str | None, within: Collection[str] | None) -> dict[str, str]:
     """Grid code → name of the grids reported on; every one, so a grid without tickets shows as a zero."""
     query = select(Grid.code, Grid.name).order_by(Grid.code)
     if grid_code is not None:
         query = query.where(Grid.code == grid_code)
+    if within is not None:
+        query = query.where(Grid.code.in_(sorted(within)))
     grids = {code: name for code, name in session.execute(query)}
     if grid_code is not None and not grids:
         raise UnknownGrid(grid_code)
     return grids
 
 
-def _ticket_rows(session: Session, start: datetime, end: datetime, grid_code: str | None) -> Sequence[Any]:
+def _ticket_rows(
+    session: Session, start: datetime, end: datetime, grid_code: str | None, within: Collection[str] | None
+) -> Sequence[Any]:
     query = select(
         Ticket.category,
         Ticket.grid_code,
@@ -205,6 +219,8 @@ def _ticket_rows(session: Session, start: datetime, end: datetime, grid_code: st
     ).where(Ticket.created_at >= start, Ticket.created_at < end)
     if grid_code is not None:
         query = query.where(Ticket.grid_code == grid_code)
+    if within is not None:
+        query = query.where(Ticket.grid_code.in_(sorted(within)))
     return session.execute(query).all()
 
 

@@ -4,12 +4,17 @@ The router parses an unaddressed group message (/model/parse) to decide whether 
 all; sending that message through the plain REST channel made Rasa run the whole NLU pipeline again for the
 same text. Rasa's `UserMessage` accepts `parse_data` and then skips NLU (MessageProcessor uses it as is),
 so this channel passes it on when it belongs to the text being sent. Anything else is parsed as usual.
-Trust is unchanged: whoever can post here could already force an intent with a "/intent" message.
+Whoever can post here could already force an intent with a "/intent" message, and the metadata names the speaker
+(channel, sender) the actions act as: so only the app may post. Rasa's `--auth-token` guards its HTTP API but not
+input channels; this channel asks for the same token as `?token=`, read from RASA_AUTH_TOKEN in Rasa's
+environment (bot/rasa_process.start_rasa sets both). Without that variable it checks nothing, like Rasa's REST.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+import os
 from asyncio import CancelledError
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +27,16 @@ from sanic.response import HTTPResponse
 from rasa_channels import action_validation, direct_graph_runner, lookup_caches, pooled_endpoints
 
 logger = logging.getLogger(__name__)
+
+
+TOKEN_ENV = "RASA_AUTH_TOKEN"
+
+
+def token_accepted(provided: str | None, expected: str | None) -> bool:
+    """No token configured: anything (Rasa's own behaviour); else the same token, compared in constant time."""
+    if not expected:
+        return True
+    return provided is not None and hmac.compare_digest(provided.encode(), expected.encode())
 
 
 def usable_parse_data(parse_data: Any, text: str) -> dict[str, Any] | None:
@@ -60,8 +75,12 @@ class PreparedRestInput(InputChannel):
         async def health(request: Request) -> HTTPResponse:
             return response.json({"status": "ok"})
 
+        expected_token = os.environ.get(TOKEN_ENV) or None
+
         @webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
+            if not token_accepted(request.args.get("token"), expected_token):
+                return response.json({"error": "Rasa's API token (?token=) is missing or wrong"}, status=401)
             body = request.json if isinstance(request.json, dict) else {}
             sender, text = body.get("sender"), body.get("message")
             if not isinstance(sender, str) or not sender or not isinstance(text, str):

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import rasa_process
 from bot.demo import load_demo
+from bot.rasa_tokens import action_token, rasa_token
 from bot.settings import Settings
 from storage.engine import make_engine, make_session_factory
 from tests.servers import Chat, app_server, free_port, fresh_postgres
@@ -69,9 +70,10 @@ def rasa_url(app_port: int, redis_client: redis.Redis, tmp_path_factory: pytest.
         f"http://127.0.0.1:{app_port}/webhook",
         REDIS_URL,
         key_prefix=f"gridbottest{uuid.uuid4().hex[:8]}",
+        token=action_token(),
     )
     log_file = folder / "rasa.log"
-    process = rasa_process.start_rasa(model, port, endpoints, log_file)
+    process = rasa_process.start_rasa(model, port, endpoints, log_file, auth_token=rasa_token())
     url = f"http://127.0.0.1:{port}"
     try:
         rasa_process.wait_ready(url, process, timeout=240)
@@ -88,8 +90,15 @@ def rasa_url(app_port: int, redis_client: redis.Redis, tmp_path_factory: pytest.
 
 @pytest.fixture(scope="session")
 def app_url(database_url: str, rasa_url: str, app_port: int) -> Iterator[str]:
-    """The live app on the port Rasa's action endpoint points at, backed by this run's database."""
-    settings = Settings(database_url=database_url, redis_url=REDIS_URL, rasa_url=rasa_url, app_port=app_port)
+    """The live app on the port Rasa's action endpoint points at, backed by this run's database.
+
+    The tests chat through the web chat, so it is on; Rasa and the app share this process's secrets
+    (bot/rasa_tokens.py): rasa_url's endpoints carry the action token the app checks, and the app's client sends
+    the API token that Rasa was started with.
+    """
+    settings = Settings(
+        database_url=database_url, redis_url=REDIS_URL, rasa_url=rasa_url, app_port=app_port, local_chat_enabled=True
+    )
     with app_server(settings) as url:
         yield url
 

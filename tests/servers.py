@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -57,7 +58,7 @@ class FakeRasa:
     answer, `raw` bytes sent instead of any JSON; `hits` counts the requests. With `reply` set, the project's
     turn endpoint (/webhooks/gridbot/webhook) answers it as the bot's messages and notes each turn's payload in
     `turns`, each turn waiting first for `open_turns` (cleared: turns hang, as in a Rasa stuck mid-turn).
-    Another POST path gets 404, as from Rasa.
+    Another POST path gets 404, as from Rasa. `tokens` notes the `?token=` (Rasa's API token) of each request.
     """
 
     TURN_PATH = "/webhooks/gridbot/webhook"
@@ -67,6 +68,7 @@ class FakeRasa:
     ) -> None:
         self.parse, self.status, self.raw, self.hits, self.reply = parse, status, raw, 0, reply
         self.turns: list[dict[str, object]] = []
+        self.tokens: list[str | None] = []
         self.open_turns = threading.Event()
         self.open_turns.set()
         owner = self
@@ -81,18 +83,25 @@ class FakeRasa:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _path(self) -> str:
+                url = urlsplit(self.path)
+                owner.tokens.append(parse_qs(url.query).get("token", [None])[0])
+                return url.path
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.path == "/model/parse":
+                path = self._path()
+                if path == "/model/parse":
                     self._answer(owner.status, owner.parse)
-                elif self.path == owner.TURN_PATH and owner.reply is not None:
+                elif path == owner.TURN_PATH and owner.reply is not None:
                     owner.turns.append(json.loads(body))
                     owner.open_turns.wait(timeout=120)
                     self._answer(owner.status, owner.reply)
                 else:
-                    self._answer(404, {"message": f"no route {self.path}"})
+                    self._answer(404, {"message": f"no route {path}"})
 
             def do_GET(self) -> None:
+                self._path()
                 self._answer(owner.status, {"model_file": "gridbot.tar.gz"})
 
             def log_message(self, *args: object) -> None:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,7 +22,10 @@ import pytest
 import redis
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.testclient import TestClient
+from starlette.types import Receive, Scope, Send
 
+from bot.app import create_app
 from bot.auth.accounts import AccountError, authenticate, create_account, session_principal, start_session
 from bot.auth.demo import DEMO_PASSWORD
 from bot.auth.models import Account, AccountSession, ApiToken
@@ -227,7 +231,7 @@ def test_wrong_password_is_401_in_both_languages(browser: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
-def test_failed_logins_lock_the_username_then_the_address(
+def test_failed_logins_lock_the_username_at_that_address_then_the_address(
     database_url: str, session_factory: Factory, redis_client: redis.Redis, store: str
 ) -> None:
     username = new_account(session_factory, "viewer")
@@ -249,7 +253,7 @@ def test_failed_logins_lock_the_username_then_the_address(
         for i in range(3):
             assert _login(client, f"{username}-{i}", "guess-guess").status_code == 401
         assert _login(client, "viewer").status_code == 429
-    counted = redis_client.get(f"{namespace}:auth:login:user:{username}")
+    counted = redis_client.get(f"{namespace}:auth:login:user:{username}:addr:127.0.0.1")
     assert counted == (b"3" if store == "redis" else None)  # shared by every app process through Redis
 
 
@@ -264,6 +268,80 @@ def test_a_successful_login_resets_the_username_count(database_url: str, session
             assert _login(client, username, "typo-typo").status_code == 401
         assert _login(client, username, PASSWORD).status_code == 200
 
+
+# ---------------------------------------------------------------- lockout cannot be turned against the owner
+# In-process (the app's own lifespan, no socket): each request's TCP peer is set from X-Test-Peer, standing in for
+# clients at other addresses, which a test on one machine cannot open connections from.
+
+
+@contextmanager
+def _peers(settings: Settings) -> Iterator[Callable[..., httpx.Response]]:
+    app = create_app(settings)
+
+    async def with_peer(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (peer := dict(scope["headers"]).get(b"x-test-peer")):
+            scope = {**scope, "client": (peer.decode(), 40000)}
+        await app(scope, receive, send)
+
+    with TestClient(with_peer) as client:
+
+        def login(username: str, password: str, peer: str, **headers: str) -> httpx.Response:
+            sent = {"x-test-peer": peer} | {name.replace("_", "-"): value for name, value in headers.items()}
+            return client.post("/api/v1/auth/login", json={"username": username, "password": password}, headers=sent)
+
+        yield login
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_guessing_at_admin_from_one_address_does_not_lock_the_owner_out(database_url: str, store: str) -> None:
+    """Behind the proxy (TRUSTED_PROXIES=127.0.0.1): nginx appends the address it saw to X-Forwarded-For."""
+    shared = {"redis_url": REDIS_URL, "notice_namespace": f"gridbot-test-{uuid.uuid4().hex[:8]}"} if store == "redis" else {}
+    settings = _settings(database_url, trusted_proxies="127.0.0.1", auth_login_max_failures=5, **shared)
+    with _peers(settings) as login:
+        # The attacker writes an address of its own choosing first; nginx adds the one it really came from.
+        attacker = {"x_forwarded_for": "10.9.9.9, 203.0.113.66"}
+        tries = [login("admin", "guess-guess", "127.0.0.1", **attacker).status_code for _ in range(7)]
+        assert tries == [401] * 5 + [429] * 2
+        assert login("admin", DEMO_PASSWORD, "127.0.0.1", **attacker).status_code == 429  # locked there, right or not
+        # The owner, from another address, is not locked out: not by the attacker, not by the attacker naming it.
+        assert login("admin", DEMO_PASSWORD, "127.0.0.1", x_forwarded_for="198.51.100.7").status_code == 200
+        assert login("admin", DEMO_PASSWORD, "127.0.0.1", x_real_ip="198.51.100.8").status_code == 200
+        assert login("admin", "guess-guess", "127.0.0.1", x_forwarded_for="198.51.100.7, 203.0.113.66").status_code == 429
+
+
+def test_forwarded_headers_from_an_untrusted_peer_are_ignored(database_url: str) -> None:
+    """TRUSTED_PROXIES unset (the default): X-Forwarded-For and X-Real-IP are whatever the client wrote."""
+    settings = _settings(database_url, auth_login_max_failures=3, auth_login_max_failures_per_address=6)
+    with _peers(settings) as login:
+        tries = [
+            login("admin", "guess-guess", "203.0.113.66", x_forwarded_for=f"10.0.0.{i}", x_real_ip=f"10.1.0.{i}").status_code
+            for i in range(4)
+        ]
+        assert tries == [401] * 3 + [429]  # a new made-up address each time changed nothing: counted by the peer
+        for i in range(3):  # other usernames from the same peer use up its budget for all usernames
+            assert login(f"nobody-{i}", "guess-guess", "203.0.113.66", x_forwarded_for=f"10.2.0.{i}").status_code == 401
+        assert login("viewer", DEMO_PASSWORD, "203.0.113.66", x_forwarded_for="198.51.100.7").status_code == 429
+        # Another peer, even one the attacker claimed to be, logs in.
+        assert login("admin", DEMO_PASSWORD, "198.51.100.7").status_code == 200
+        assert login("viewer", DEMO_PASSWORD, "10.0.0.1").status_code == 200
+
+
+
+def test_the_served_app_does_not_believe_a_local_peers_forwarded_for(database_url: str, session_factory: Factory) -> None:
+    """Over a real socket from 127.0.0.1: uvicorn's own proxy handling (which believes X-Forwarded-For from any local
+    peer) is off, so a made-up address per guess does not buy a fresh budget; TRUSTED_PROXIES alone decides."""
+    username = new_account(session_factory, "viewer")
+    settings = _settings(database_url, auth_login_max_failures=3, auth_login_max_failures_per_address=100)
+    with app_server(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+        tries = [
+            client.post(
+                "/api/v1/auth/login",
+                json={"username": username, "password": "guess-guess"},
+                headers={"x-forwarded-for": f"198.51.100.{i}"},
+            ).status_code
+            for i in range(4)
+        ]
+        assert tries == [401] * 3 + [429]
 
 # ---------------------------------------------------------------- bearer tokens
 

@@ -25,7 +25,7 @@ def _transcript_rows(factory: sessionmaker[Session]) -> int:
         ({**GOOD, "text": ""}, 422, "empty"),
         ({**GOOD, "text": "   \n "}, 422, "empty"),
         ({**GOOD, "text": "楼" * 10_000}, 413, "too long"),
-        ({**GOOD, "text": "😀👍🎉"}, 422, "no words"),
+        ({**GOOD, "sender_id": "   ", "text": "你好"}, 422, "sender_id"),  # would be an empty identity
         ({**GOOD, "group_id": "no-such-group", "text": "路灯坏了"}, 404, "unknown group"),
         ({**GOOD, "sender_id": "", "text": "你好"}, 422, "sender_id"),
         ({"text": "你好"}, 422, "sender_id"),
@@ -49,6 +49,14 @@ def test_malformed_json_is_a_4xx(chat: Chat, body: bytes) -> None:
     assert response.status_code in (400, 422), response.text
     assert response.json()["detail"]
     assert chat.http.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("text", ["😀👍🎉", "[强][强]", "？？"])
+def test_emoji_or_punctuation_alone_is_chat_with_no_reply(chat: Chat, session_factory: sessionmaker[Session], text: str) -> None:
+    """Not refused (the group saw it: it is in the transcript), not answered, even when addressed."""
+    before = _transcript_rows(session_factory)
+    assert chat.say(text, group="demo-grid-1", sender="resident-emoji", name="居民", mention=True) == []
+    assert _transcript_rows(session_factory) == before + 1
 
 
 def test_emoji_around_words_is_understood(chat: Chat, resident: tuple[str, str]) -> None:

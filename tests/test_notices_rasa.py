@@ -18,6 +18,7 @@ import pytest
 import yaml
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.rasa_tokens import ACTION_TOKEN_HEADER, action_token
 from bot.settings import PROJECT_ROOT, Settings
 from grid.notices import Notice, NoticeStatus, NoticeTarget
 from storage.base import utcnow
@@ -78,7 +79,8 @@ def test_the_action_answers_over_the_webhook_like_rasa_calls_it(world: tuple[str
     settings = Settings(
         database_url=url, rasa_url=f"http://127.0.0.1:{free_port()}", app_port=free_port(), kb_embedding_model="none"
     )
-    with app_server(settings) as base, httpx.Client(base_url=base, timeout=30) as client:
+    rasa_headers = {ACTION_TOKEN_HEADER: action_token()}  # what Rasa's endpoints send (bot/rasa_process.write_endpoints)
+    with app_server(settings) as base, httpx.Client(base_url=base, timeout=30, headers=rasa_headers) as client:
         assert ACTION in [a["name"] for a in client.get("/actions").json()]
         in_group = client.post("/webhook", json=_action_call("demo-grid-1", "最近有什么补贴"))
         other_group = client.post("/webhook", json=_action_call("demo-grid-2", "社区有啥通知吗"))

@@ -1,4 +1,5 @@
-"""Phones and room numbers masked for groups, phones and secrets redacted in logs (issue #9, item 5)."""
+"""Phones and room numbers masked for groups, phones and secrets redacted in logs (issue #9, item 5); ID card numbers
+masked everywhere and the one policy of who sees residents' details on which surface (issue #21)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,21 @@ from collections.abc import Iterator
 import pytest
 
 from bot.logging_setup import LOG_FORMAT, QUIET_LIBRARIES, RedactingFilter, configure_logging, install_redaction
-from bot.privacy import mask_for_group, mask_phones, mask_rooms, redact_for_log, redact_secrets
+from bot.privacy import (
+    Surface,
+    mask_for_group,
+    mask_id_numbers,
+    mask_name,
+    mask_person_id,
+    mask_personal,
+    mask_phones,
+    mask_rooms,
+    redact_for_log,
+    redact_secrets,
+    reporter_as_seen,
+    sees_personal_data,
+    text_as_seen,
+)
 
 # -- phones in groups ------------------------------------------------------------------------------------
 
@@ -45,7 +60,6 @@ def test_resident_phones_are_masked(text: str, masked: str) -> None:
     [
         "已为您登记工单 GD20261125-0001",
         "办结 GD20261125-0123 已更换灯泡",
-        "身份证号110101199003071234要带原件",
         "订单号202611251381234567890",
         "快递单号SF13812345678",
         "编号 A13812345678",
@@ -131,6 +145,97 @@ def test_places_without_a_room_are_kept(text: str) -> None:
 def test_masking_is_idempotent(text: str) -> None:
     once = mask_for_group(text)
     assert mask_for_group(once) == once
+
+
+# -- ID card numbers -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("身份证号110101199003071234要带原件", "身份证号110***********1234要带原件"),
+        ("身份证11010519491231002X", "身份证110***********002X"),
+        ("身份证11010519491231002x。", "身份证110***********002x。"),
+        ("证件号：１１０１０５１９４９１２３１００２Ｘ", "证件号：110***********002X"),
+        ("身份证 110105 19491231 002X 复印件", "身份证 110*** ******** 002X 复印件"),
+        ("身份证110105-19491231-0021", "身份证110***-********-0021"),
+        ("老身份证号110105491231002", "老身份证号110********1002"),
+        ("两位老人：110101193001011234、310104192812310016", "两位老人：110***********1234、310***********0016"),
+        ("ID 110101199003071234.", "ID 110***********1234."),
+    ],
+)
+def test_id_card_numbers_are_masked(text: str, masked: str) -> None:
+    assert mask_id_numbers(text) == masked
+    assert mask_for_group(text) == mask_personal(text) == redact_for_log(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GD20261125-0001",
+        "订单号202611251381234567890",  # 21 digits
+        "银行卡6222021001115678901",  # 19 digits
+        "流水号A110101199003071234",  # a letter before: part of a longer code
+        "编号110101199013071234",  # month 13: not a birth date
+        "编号110101199002321234",  # day 32
+        "编号011010199003071234",  # a region code does not start with 0
+        "110101199003071234567",
+        "时间戳1733558400123",
+        "110***********1234",
+    ],
+)
+def test_numbers_that_are_not_id_cards_are_kept(text: str) -> None:
+    assert mask_id_numbers(text) == text
+
+
+# -- the one policy: who sees what, where ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("role", "console", "report", "public"),
+    [
+        ("admin", True, True, False),
+        ("worker", True, False, False),  # leads are worker accounts too
+        ("viewer", False, False, False),
+        (None, False, False, False),
+    ],
+)
+def test_who_sees_personal_data_where(role: str | None, console: bool, report: bool, public: bool) -> None:
+    seen = {surface: sees_personal_data(role, surface) for surface in Surface}
+    assert seen == {Surface.CONSOLE: console, Surface.REPORT: report, Surface.PUBLIC: public}
+
+
+def test_mask_personal_masks_what_a_group_may_keep() -> None:
+    """A ticket's text is about one household: a landline labelled as public is masked too; a hotline never is."""
+    text = "3号楼2单元301室漏水，物业电话0571-88886666打不通，电话13812345678，身份证110101199003071234，已打12345"
+    assert mask_personal(text) == (
+        "3号楼2单元***室漏水，物业电话0571-****6666打不通，电话138****5678，身份证110***********1234，已打12345"
+    )
+    assert "0571-88886666" in mask_for_group(text)
+    assert text_as_seen(text, "admin", Surface.REPORT) == text
+    assert text_as_seen(text, "admin", Surface.PUBLIC) == text_as_seen(text, "worker", Surface.REPORT) == mask_personal(text)
+    done = "办结 GD20261125-0123 已更换灯泡，楼道灯在5号楼东侧"
+    assert mask_personal(done) == done
+
+
+@pytest.mark.parametrize(
+    ("reporter_id", "name", "masked_id", "masked_name"),
+    [
+        ("open311:13812345678", "张三", "open311:13*******78", "张*"),
+        ("wxid_xiaowang123", "居民小王", "wx************23", "居***"),
+        ("resident-a1", "王", "re*******a1", "王"),
+        ("abc", "", "***", ""),
+        ("open311:hot", "12345热线", "open311:***", "1******"),
+    ],
+)
+def test_reporters_are_masked_for_readers_who_do_not_handle_the_ticket(
+    reporter_id: str, name: str, masked_id: str, masked_name: str
+) -> None:
+    assert (mask_person_id(reporter_id), mask_name(name)) == (masked_id, masked_name)
+    assert (mask_person_id(masked_id), mask_name(masked_name)) == (masked_id, masked_name)  # idempotent
+    assert reporter_as_seen(reporter_id, name, "viewer", Surface.CONSOLE) == (masked_id, masked_name)
+    assert reporter_as_seen(reporter_id, name, "worker", Surface.CONSOLE) == (reporter_id, name)
+    assert reporter_as_seen(reporter_id, name, "worker", Surface.REPORT) == (masked_id, masked_name)
 
 
 # -- bot templates as they reach a group -----------------------------------------------------------------
@@ -278,9 +383,16 @@ def test_the_filter_works_on_a_handler_alone() -> None:
 
 
 def test_redact_for_log_is_idempotent() -> None:
-    line = "token=abc 13812345678 postgresql://u:p@h/db 咨询电话：0571-87654321"
+    line = "token=abc 13812345678 postgresql://u:p@h/db 咨询电话：0571-87654321 身份证11010519491231002X"
     once = redact_for_log(line)
     assert redact_for_log(once) == once
+    assert "110***********002X" in once
+
+
+def test_a_log_line_with_an_id_number_comes_out_masked(stream_logger: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, buffer = stream_logger
+    logger.warning("filed for %s: %s", "11010519491231002X", "身份证 110105 19491231 002X")
+    assert buffer.getvalue().strip().endswith("filed for 110***********002X: 身份证 110*** ******** 002X")
 
 
 def test_the_app_installs_redaction_however_it_is_served() -> None:

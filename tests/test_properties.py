@@ -24,7 +24,7 @@ from bot.commands import BARE_COMMANDS, COMMANDS_WITH_ARGS, TICKET_NUMBER, Worke
 from bot.expectations import Awaiting, MemoryExpectations
 from bot.group_settings import GroupPolicy
 from bot.normalise import NLU_MAX_CHARS, has_words, normalise
-from bot.privacy import MOBILE, mask_for_group, mask_phones, mask_rooms
+from bot.privacy import ID_CARD, MOBILE, mask_for_group, mask_personal, mask_phones, mask_rooms, redact_for_log
 from bot.rasa_client import RasaClient
 from bot.router import MessageRouter
 from bot.settings import Settings
@@ -335,6 +335,7 @@ plain_text = st.lists(
         st.sampled_from(
             ["13812345678", "8613912345678", "0571", "88886666", "3号楼2单元301室", "5栋1202", "GD20261125-0001", "咨询电话："]
         ),
+        st.sampled_from(["110101199003071234", "11010519491231002X", "110105491231002"]),  # ID card numbers (issue #21)
     ),
     max_size=10,
 ).map("".join)
@@ -408,6 +409,53 @@ def test_ticket_numbers_are_never_touched(tickets: list[tuple[str, str]], start:
 def test_rooms_lose_their_digits_buildings_keep_theirs(place: str, room: int, tail: str) -> None:
     masked = mask_rooms(f"我家{place}{room}{tail}，灯坏了")
     assert masked == f"我家{place}{'*' * len(str(room))}{tail}，灯坏了"
+
+
+# The one policy for public surfaces (issue #21): mask_personal keeps the same promises as mask_for_group.
+
+
+@PROPS
+@given(plain_text)
+def test_personal_masking_only_turns_digits_into_stars(text: str) -> None:
+    masked = mask_personal(text)
+    assert len(masked) == len(text)
+    for before, after in zip(text, masked, strict=True):
+        assert after == before or (before.isdigit() and after == "*"), (text, masked)
+
+
+@PROPS
+@given(st.one_of(plain_text, wechat_text))
+def test_personal_masking_is_idempotent_and_leaves_no_mobile_or_id(text: str) -> None:
+    once = mask_personal(text)
+    assert mask_personal(once) == once
+    assert redact_for_log(redact_for_log(text)) == redact_for_log(text)
+    folded = once.translate({code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20})
+    assert MOBILE.search(folded) is None and ID_CARD.search(folded) is None
+
+
+@PROPS
+@given(st.lists(st.tuples(ticket_numbers.map(str.upper), _boundary_text), min_size=1, max_size=4), _boundary_text)
+def test_personal_masking_never_touches_ticket_numbers(tickets: list[tuple[str, str]], start: str) -> None:
+    masked = mask_personal(start + "".join(f" {number} {words}" for number, words in tickets))
+    assert all(number in masked for number, _ in tickets)
+
+
+id_cards = st.builds(
+    lambda region, day, seq, check: f"{region}{day:%Y%m%d}{seq:03d}{check}",
+    st.integers(110000, 659999).map(str),
+    st.dates(min_value=datetime(1900, 1, 1).date(), max_value=datetime(2025, 12, 31).date()),
+    st.integers(0, 999),
+    st.sampled_from("0123456789X"),
+)
+
+
+@PROPS
+@given(_boundary_text, id_cards, _boundary_text)
+def test_every_id_card_between_words_is_masked(before: str, number: str, after: str) -> None:
+    shown = f"{number[:3]}{'*' * 11}{number[-4:]}"
+    for mask in (mask_personal, mask_for_group, redact_for_log):
+        masked = mask(f"{before}{number}{after}")
+        assert number not in masked and shown in masked, mask
 
 
 # -- splitting long texts for a channel ------------------------------------------------------------------

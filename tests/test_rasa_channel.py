@@ -8,10 +8,16 @@ import httpx
 import pytest
 import yaml
 
+from bot.rasa_tokens import rasa_token
 from bot.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.rasa
 RESPONSES = yaml.safe_load((PROJECT_ROOT / "domain.yml").read_text(encoding="utf-8"))["responses"]
+
+
+def _token() -> dict[str, str]:
+    """Rasa's API token, which the channel asks for as the app's client sends it (bot/rasa_client.py)."""
+    return {"token": rasa_token()}
 
 
 def _texts(messages: list[dict[str, object]]) -> list[object]:
@@ -24,14 +30,14 @@ def _turn(rasa_url: str, text: str, parse_data: object = None, group: str | None
     body: dict[str, object] = {"sender": sender, "message": text, "metadata": metadata}
     if parse_data is not None:
         body["parse_data"] = parse_data
-    response = httpx.post(f"{rasa_url}/webhooks/gridbot/webhook", json=body, timeout=60)
+    response = httpx.post(f"{rasa_url}/webhooks/gridbot/webhook", json=body, params=_token(), timeout=60)
     response.raise_for_status()
     return response.json()
 
 
 def test_a_parse_for_the_same_text_is_used_as_is(rasa_url: str) -> None:
     text = "今天太阳真好 晒被子去"
-    parsed = httpx.post(f"{rasa_url}/model/parse", json={"text": text}, timeout=30).json()
+    parsed = httpx.post(f"{rasa_url}/model/parse", json={"text": text}, params=_token(), timeout=30).json()
     assert parsed["intent"]["name"] != "bot_challenge"  # so the answer below can only come from the given parse
     given = {**parsed, "intent": {"name": "bot_challenge", "confidence": 1.0}}
     assert _texts(_turn(rasa_url, text, given)) == [RESPONSES["utter_iamabot"][0]["text"]]
@@ -56,4 +62,4 @@ def test_a_form_question_carries_the_expectation_marker(rasa_url: str, app_url: 
 
 def test_requests_without_sender_or_text_are_refused(rasa_url: str) -> None:
     for body in ({"message": "你好"}, {"sender": "x"}, {"sender": "", "message": "你好"}, {"sender": "x", "message": 3}):
-        assert httpx.post(f"{rasa_url}/webhooks/gridbot/webhook", json=body, timeout=30).status_code == 400
+        assert httpx.post(f"{rasa_url}/webhooks/gridbot/webhook", json=body, params=_token(), timeout=30).status_code == 400

@@ -99,3 +99,23 @@ def test_rasa_url_must_name_a_server() -> None:
     assert server_urls(" http://x:5005/ , http://y:5005") == ["http://x:5005", "http://y:5005"]
     with pytest.raises(ValueError, match="names no Rasa server"):
         server_urls(" , ")
+
+
+def test_every_request_carries_rasas_api_token() -> None:
+    """Rasa runs with --auth-token: the parse, the turn and the readiness check all send it as ?token=."""
+    rasa = FakeRasa({"text": "你好", "intent": {"name": "greet"}, "entities": []}, reply=[{"text": "您好"}])
+    client = RasaClient(rasa.url, token="api-secret")
+
+    async def calls() -> None:
+        try:
+            await client.parse("你好")
+            await client.send("webchat:private:r1", "你好", {"channel": "webchat"})
+            assert await client.ready()
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(calls())
+    finally:
+        rasa.close()
+    assert rasa.tokens == ["api-secret"] * 3

@@ -17,8 +17,11 @@ from urllib.parse import quote
 import pytest
 import redis
 
+from bot.demo import load_demo
+from bot.embedded import app_server
 from bot.rasa_process import RASA_BIN, rasa_env, redis_store, write_endpoints
-from bot.settings import PROJECT_ROOT
+from bot.rasa_tokens import action_token
+from bot.settings import PROJECT_ROOT, Settings
 from tests.servers import free_port
 
 PASSWORD = "s3cret:@/pw"  # characters a URL must percent-encode
@@ -92,3 +95,46 @@ def test_rasas_stores_reach_a_redis_that_requires_a_password(protected_redis: st
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report == {"stores": ["SessionRedisTrackerStore", "AtomicRedisLockStore"], "text": "楼道灯坏了"}
+
+
+CALL_SCRIPT = """
+import asyncio, json, sys
+from rasa.core.utils import read_endpoints_from_path
+from rasa_channels import pooled_endpoints
+
+async def main():
+    pooled_endpoints.install()  # as the Rasa server runs it: kept-alive sessions built from the endpoint's settings
+    endpoint = read_endpoints_from_path(sys.argv[1]).action
+    try:
+        answer = await endpoint.request(json=json.loads(sys.argv[2]), method="post", timeout=30)
+        print(json.dumps({"status": 200, "names": [r.get("text", "") for r in answer["responses"]]}))
+    except Exception as exc:
+        print(json.dumps({"status": getattr(exc, "status", None), "error": type(exc).__name__}))
+    await pooled_endpoints.close_shared()
+
+asyncio.run(main())
+"""
+
+
+def test_rasas_action_calls_carry_the_token_the_app_checks(tmp_path: Path) -> None:
+    """Rasa's own EndpointConfig, loaded from the file write_endpoints writes, calls the real app's /webhook: with the
+    run's action token it is answered, with another it is refused; the file is readable by its owner only."""
+    database_url = f"sqlite:///{tmp_path / 'gridbot.db'}"
+    load_demo(database_url, updated_by="test")
+    call = {"next_action": "action_worker_help", "domain": {}, "tracker": {"sender_id": "webchat:private:worker-1",
+            "latest_message": {"metadata": {"channel": "webchat", "sender_id": "worker-1"}}}}  # fmt: skip
+    settings = Settings(database_url=database_url, rasa_url=f"http://127.0.0.1:{free_port()}", app_port=free_port(),
+                        kb_embedding_model="none")  # fmt: skip
+    results: dict[str, dict[str, object]] = {}
+    with app_server(settings) as url:
+        for name, token in (("ours", action_token()), ("other", "not-the-token")):
+            endpoints = write_endpoints(tmp_path / f"endpoints-{name}.yml", f"{url}/webhook", None, token=token)
+            assert endpoints.stat().st_mode & 0o777 == 0o600
+            done = subprocess.run(
+                [str(RASA_BIN.parent / "python"), "-c", CALL_SCRIPT, str(endpoints), json.dumps(call)], cwd=PROJECT_ROOT,
+                env=rasa_env(), capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr[-3000:]
+            results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert results["ours"]["status"] == 200 and results["ours"]["names"], results
+    assert results["other"]["status"] == 403, results

@@ -89,3 +89,19 @@ def test_a_note_nobody_settled_is_replayed_only_once_stale(session_factory: sess
     # The process that noted it, if it was only slow, cannot settle it away from the replay any more.
     DeferredStore(session_factory).settle(row_id)
     assert [status for status, _ in statuses(session_factory, incoming)] == [HELD]
+
+
+def test_a_platforms_nul_and_lone_surrogates_are_dropped_before_anything_stores_them(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """A platform's text is not refused like an API request: a NUL or a lone surrogate from wechaty would make
+    PostgreSQL refuse the arrival note (and the transcript, the ticket); they are dropped when the message is made."""
+    incoming = IncomingMessage(
+        channel="wechaty", sender_id=f"r-{uuid.uuid4().hex[:6]}\x00", sender_name="居\ud800民", text="楼道\x00灯坏了\udfff",
+        group_id="demo-grid-1", mentions_bot=True, message_id=uuid.uuid4().hex,
+    )  # fmt: skip
+    assert (incoming.text, incoming.sender_name) == ("楼道灯坏了", "居民") and "\x00" not in incoming.sender_id
+    asyncio.run(Receipts(session_factory).note(incoming))
+    with session_factory() as session:
+        row = session.scalar(select(DeferredMessage).where(DeferredMessage.message_id == incoming.message_id))
+        assert row is not None and row.text == "楼道灯坏了" and row.status == RECEIVED

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import URL
 
 from bot.api.deps import ServicesDep
+from bot.api.guards import client_address, from_trusted_proxy
 from bot.auth.accounts import Principal, authenticate, end_session, principal_of, session_principal, start_session
 from bot.auth.deps import SESSION_COOKIE, AnyAccount, csrf_ok, refusal
 from bot.auth.ratelimit import LoginLimiter, LoginLimits
@@ -94,7 +95,9 @@ def _same_site(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None:  # not a browser, or a browser that does not say (then SameSite=Lax still holds)
         return True
-    hosts = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "")}
+    hosts = {request.headers.get("host", "")}
+    if from_trusted_proxy(request):  # anyone else could name any host in it
+        hosts.add(request.headers.get("x-forwarded-host", ""))
     return origin != "null" and URL(origin).netloc in hosts
 
 
@@ -118,7 +121,7 @@ async def login(request: Request, response: Response, services: ServicesDep) -> 
         raise refusal(403, "cross_site_login")
     body = await _credentials(request)
     limiter = login_limiter(request, services)
-    address = request.client.host if request.client else None
+    address = client_address(request)  # the TCP peer, or who a trusted proxy says it is (TRUSTED_PROXIES)
     wait = await limiter.retry_after(body.username, address)
     if wait:
         error = refusal(429, "locked", minutes=math.ceil(wait / 60))
@@ -139,7 +142,7 @@ async def login(request: Request, response: Response, services: ServicesDep) -> 
     if found is None:
         await limiter.failed(body.username, address)
         raise refusal(401, "bad_credentials")
-    await limiter.succeeded(body.username)
+    await limiter.succeeded(body.username, address)
     token, principal, expires_at = found
     response.set_cookie(
         SESSION_COOKIE,

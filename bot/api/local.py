@@ -8,13 +8,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 
 from bot.api.deps import ServicesDep
 from bot.channels.webchat import render
 from bot.messages import IncomingMessage, TargetType
-from bot.normalise import has_words
 from grid.geography import ChatGroup, Grid, Worker
 from storage.engine import unit_of_work
 
@@ -24,8 +23,9 @@ CHAT_PAGE = Path(__file__).resolve().parent.parent / "web" / "static" / "chat.ht
 
 class LocalMessageIn(BaseModel):
     group_id: str | None = Field(default=None, max_length=128, description="Empty or null: a private chat with the bot.")
-    sender_id: str = Field(min_length=1, max_length=128)
-    sender_name: str = Field(min_length=1, max_length=64)
+    # Stripped before the length checks: "  " would otherwise be accepted and become an empty identity.
+    sender_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+    sender_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
     text: str
     mentions_bot: bool = False
     message_id: str | None = Field(
@@ -58,20 +58,22 @@ class TranscriptOut(BaseModel):
 
 @router.post("/api/v1/local/messages", response_model=LocalMessageOut, tags=["web chat"])
 async def post_message(body: LocalMessageIn, services: ServicesDep) -> LocalMessageOut:
-    """One message from a resident or worker; returns every message the bot sends because of it."""
+    """One message from a resident or worker; returns every message the bot sends because of it.
+
+    A message of only emoji, WeChat emoticons ([强][强]) or punctuation is ordinary chat: the group saw it, so it
+    goes into the transcript, and the bot says nothing to it (bot/normalise.py leaves Rasa nothing to read).
+    """
     text = body.text.strip()
     limit = services.settings.max_text_chars
     if not text:
         raise HTTPException(422, "text is empty: send the message's words")
     if len(text) > limit:
         raise HTTPException(413, f"text is too long: {len(text)} characters, at most {limit}")
-    if not has_words(text):
-        raise HTTPException(422, "text has no words (only emoji, punctuation or spaces): the bot cannot act on it")
     group_id = body.group_id or None
     message = IncomingMessage(
         channel=services.webchat.name,
-        sender_id=body.sender_id.strip(),
-        sender_name=body.sender_name.strip(),
+        sender_id=body.sender_id,
+        sender_name=body.sender_name,
         text=text,
         group_id=group_id,
         mentions_bot=body.mentions_bot,
@@ -92,6 +94,14 @@ async def transcript(
     target_id: Annotated[str, Query(min_length=1, max_length=128)],
     after: Annotated[int, Query(ge=0)] = 0,
 ) -> TranscriptOut:
+    """What the web chat shows of a group or a contact. A worker of another channel (WeChat, WeCom) is never played
+    here (grid/service.py actor_for), so their private messages are not the web chat's to show."""
+    if target_type == "contact":
+        with unit_of_work(services.session_factory) as session:
+            worker = session.get(Worker, target_id)
+            channel = worker.channel if worker is not None else None
+        if channel is not None and channel != services.webchat.name:
+            raise HTTPException(403, f"'{target_id}' is a worker on {channel}: the web chat does not show their messages")
     rows = services.webchat.transcript(TargetType(target_type), target_id, after)
     return TranscriptOut(
         messages=[
@@ -110,11 +120,11 @@ async def transcript(
 
 @router.get("/api/v1/local/demo", tags=["web chat"])
 async def demo_directory(services: ServicesDep) -> dict[str, list[dict[str, str]]]:
-    """Groups and workers the demo page offers to play."""
+    """Groups and workers the demo page offers to play: only web chat workers (no other can act from here)."""
     with unit_of_work(services.session_factory) as session:
         groups = []
         for group in session.scalars(select(ChatGroup).order_by(ChatGroup.id)):
-            worker = next((w for w in group.grid.workers if w.role == "worker"), None)
+            worker = next((w for w in group.grid.workers if w.role == "worker" and w.channel == services.webchat.name), None)
             groups.append(
                 {
                     "group_id": group.id,
@@ -126,7 +136,9 @@ async def demo_directory(services: ServicesDep) -> dict[str, list[dict[str, str]
             )
         workers = [
             {"worker_id": w.id, "name": w.name, "grid_name": grid.name}
-            for w, grid in session.execute(select(Worker, Grid).join(Grid).order_by(Worker.id))
+            for w, grid in session.execute(
+                select(Worker, Grid).join(Grid).where(Worker.channel == services.webchat.name).order_by(Worker.id)
+            )
         ]
     return {"groups": groups, "workers": workers}
 

@@ -8,6 +8,11 @@ chat from here: notifying workers of new tickets is the outbox consumers' job, w
 Errors follow GeoReport: a list of {"code", "description"} with the same HTTP status (403 for the API key,
 404 for an unknown request, 400 for everything else the caller can fix). Query arguments are read as plain
 strings and checked here, so a bad one is answered in that form rather than as FastAPI's 422.
+
+Reads are a public surface: deploy/nginx.conf serves them to the internet, so what residents and workers wrote
+(description, address, status notes) goes out through bot/privacy.py's policy for the public, phone, ID card and
+room numbers masked, and no reporter is ever named. A city that does not publish requests at all sets
+OPEN311_READ_REQUIRES_KEY=true: then GET services and requests need an api_key from OPEN311_API_KEYS as POST does.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from bot.api.deps import ServicesDep
+from bot.privacy import Surface, text_as_seen
+from bot.settings import Settings
 from grid import open311 as mapping
 from grid.categories import load_categories
 from grid.geography import Department, Grid
@@ -124,10 +131,11 @@ def _require_json(fmt: str) -> None:
 
 
 @router.get("/services.{fmt}", response_model=list[ServiceOut], responses=ERRORS)
-def list_services(fmt: str) -> list[ServiceOut] | JSONResponse:
+def list_services(fmt: str, services: ServicesDep, api_key: str | None = None) -> list[ServiceOut] | JSONResponse:
     """One service per issue category, in the categories table's order."""
     try:
         _require_json(fmt)
+        _check_read_key(api_key, services.settings, "get_service_list")
     except Refusal as refusal:
         return refusal.response()
     return [
@@ -220,8 +228,13 @@ def _find(session: Session, query: RequestQuery) -> list[RequestOut]:
     return _render(session, tickets)
 
 
+def _public(text: str) -> str:
+    """What residents and workers wrote, as the public may read it (bot/privacy.py decides: masked)."""
+    return text_as_seen(text, None, Surface.PUBLIC)
+
+
 def _render(session: Session, tickets: list[Ticket]) -> list[RequestOut]:
-    """Tickets as GeoReport requests; grid and department names are read in one query each, not per ticket."""
+    """Tickets as GeoReport requests, masked for the public; grid and department names are read in one query each."""
     grid_codes = {t.grid_code for t in tickets}
     department_codes = {t.department_code for t in tickets if t.department_code}
     grids = {g.code: g.name for g in session.scalars(select(Grid).where(Grid.code.in_(grid_codes)))} if grid_codes else {}
@@ -238,17 +251,17 @@ def _render(session: Session, tickets: list[Ticket]) -> list[RequestOut]:
             RequestOut(
                 service_request_id=ticket.number,
                 status=mapping.open311_status(ticket.status),  # type: ignore[arg-type]
-                status_notes=mapping.status_notes(
-                    ticket.status, ticket.result, last.action if last else None, last.note if last else None
+                status_notes=_public(
+                    mapping.status_notes(ticket.status, ticket.result, last.action if last else None, last.note if last else None)
                 ),
                 service_name=ticket.category,
                 service_code=mapping.service_code(ticket.category),
-                description=ticket.description,
+                description=_public(ticket.description),
                 agency_responsible=agency,
                 requested_datetime=mapping.w3_datetime(ticket.created_at),
                 updated_datetime=mapping.w3_datetime(last.created_at if last else ticket.created_at),
                 expected_datetime=mapping.w3_datetime(ticket.deadline_at),
-                address=ticket.location,
+                address=_public(ticket.location),
                 media_url=next((e.photos[0] for e in ticket.events if e.photos), None),
             )
         )
@@ -265,6 +278,7 @@ def list_requests(
     end_date: str | None = None,
     status: str | None = None,
     jurisdiction_id: str | None = None,  # one jurisdiction per server: accepted and ignored, as GeoReport allows
+    api_key: str | None = None,  # needed only with OPEN311_READ_REQUIRES_KEY
 ) -> list[RequestOut] | JSONResponse:
     """Requests filed in a window (default: the last 90 days), newest first, at most 1000.
 
@@ -273,6 +287,7 @@ def list_requests(
     """
     try:
         _require_json(fmt)
+        _check_read_key(api_key, services.settings, "get_service_requests")
         query = _read_query(service_request_id, service_code, start_date, end_date, status)
     except Refusal as refusal:
         return refusal.response()
@@ -281,10 +296,11 @@ def list_requests(
 
 
 @router.get("/requests/{request_id}.{fmt}", response_model=list[RequestOut], responses=ERRORS)
-def get_request(request_id: str, fmt: str, services: ServicesDep) -> list[RequestOut] | JSONResponse:
+def get_request(request_id: str, fmt: str, services: ServicesDep, api_key: str | None = None) -> list[RequestOut] | JSONResponse:
     """One request, as a one-element list like every GeoReport answer."""
     try:
         _require_json(fmt)
+        _check_read_key(api_key, services.settings, "get_service_request")
         number = request_id.strip().upper()
         with services.session_factory() as session:
             ticket = session.scalar(select(Ticket).options(selectinload(Ticket.events)).where(Ticket.number == number))
@@ -341,14 +357,26 @@ async def _read_fields(request: Request) -> dict[str, str]:
     return fields
 
 
-def _check_key(given: str | None, configured: str) -> None:
+_NO_KEYS = "this server has no Open311 API keys configured"
+_NO_CREATE = f"creating requests is disabled: {_NO_KEYS}"
+_NO_READ = f"reading requests is disabled: reads need an api_key and {_NO_KEYS}"
+
+
+def _check_key(given: str | None, configured: str, method: str = "create_request", disabled: str = _NO_CREATE) -> None:
+    """`method` is GeoReport's name of the call, as its example errors put it ("can't proceed with create_request")."""
     keys = [k.strip() for k in configured.split(",") if k.strip()]
     if not keys:
-        raise Refusal(403, "creating requests is disabled: this server has no Open311 API keys configured")
+        raise Refusal(403, disabled)
     if not given:
         raise Refusal(403, "api_key is missing")
     if not any(hmac.compare_digest(given.encode(), key.encode()) for key in keys):
-        raise Refusal(403, "invalid api_key: can't proceed with create_request")
+        raise Refusal(403, f"invalid api_key: can't proceed with {method}")
+
+
+def _check_read_key(given: str | None, settings: Settings, method: str) -> None:
+    """Reads are open unless the city keeps its requests to the systems it gave a key."""
+    if settings.open311_read_requires_key:
+        _check_key(given, settings.open311_api_keys, method, _NO_READ)
 
 
 def _validate(fields: dict[str, str]) -> NewRequest:

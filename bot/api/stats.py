@@ -1,8 +1,13 @@
-"""Ticket statistics over local calendar days, for dashboards and the street office's weekly report."""
+"""Ticket statistics over local calendar days, for dashboards and the street office's weekly report.
+
+Scoped and masked like the tickets they count: a worker account reads its own grids only (a lead its
+community's; another grid is 403, as in the ticket list), and the recurring problems' places, which residents
+typed, are masked for everyone but admins by bot/privacy.py's policy (a place may name a room).
+"""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import date, datetime, timedelta
 from typing import Annotated
 
@@ -10,7 +15,9 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.api.deps import ServicesDep
+from bot.api.tickets import grid_scope
 from bot.auth.deps import AnyAccount
+from bot.privacy import Surface, mask_personal, sees_personal_data
 from grid.clock import LOCAL_TZ
 from grid.stats import UnknownGrid, local_day_range, ticket_stats
 from storage.engine import unit_of_work
@@ -73,7 +80,10 @@ class StatsOut(BaseModel):
 
     from_: date = Field(alias="from", description="First local day counted.")
     to: date = Field(description="Last local day counted (included).")
-    grid: str | None = Field(description="The grid asked for; null means every grid.")
+    grid: str | None = Field(description="The grid asked for; null means every grid the account may see.")
+    grids: list[str] | None = Field(
+        default=None, description="For a worker account without `grid`: the grids counted (its own); null: every grid."
+    )
     timezone: str = Field(description="The time zone the days and weeks are in.")
     start: datetime = Field(description="The UTC instant the period starts (included).")
     end: datetime = Field(description="The UTC instant the period ends (excluded).")
@@ -104,7 +114,7 @@ class StatsOut(BaseModel):
 
 @router.get("/api/v1/stats", response_model=StatsOut)
 def stats(
-    _account: AnyAccount,
+    principal: AnyAccount,
     services: ServicesDep,
     from_: Annotated[
         date | None, Query(alias="from", description="First local day, YYYY-MM-DD; default: 29 days before `to`.")
@@ -117,8 +127,11 @@ def stats(
     """Ticket statistics over local days `from`..`to` (both included), by default the last 30 days.
 
     A plain (not async) handler: FastAPI runs it in a worker thread, so the blocking query never stalls the chat.
-    Any logged-in account may read the figures (viewers are the leaders who watch them).
+    Any logged-in account may read the figures (viewers are the leaders who watch them); a worker account those of
+    its own grids (403 for another grid).
     """
+    scope = grid_scope(principal, grid)
+    within = scope if grid is None else None
     last = to or datetime.now(LOCAL_TZ).date()
     first = from_ or last - timedelta(days=DEFAULT_DAYS - 1)
     if first > last:
@@ -131,8 +144,12 @@ def stats(
         raise HTTPException(422, f"{first}..{last} is outside the dates the server can count") from None
     with unit_of_work(services.session_factory) as session:
         try:
-            figures = ticket_stats(session, start=start, end=end, grid_code=grid)
+            figures = ticket_stats(session, start=start, end=end, grid_code=grid, within=within)
         except UnknownGrid:
             raise HTTPException(404, f"unknown grid '{grid}': use a grid code such as grid-1") from None
     values = {f.name: getattr(figures, f.name) for f in fields(figures) if f.name != "grid_code"}
-    return StatsOut(from_=first, to=last, grid=grid, timezone=str(LOCAL_TZ), **values)
+    if not sees_personal_data(principal.role, Surface.REPORT):
+        values["top_recurring"] = [replace(r, location=mask_personal(r.location)) for r in figures.top_recurring]
+        values["recurring_by_grid"] = [replace(r, location=mask_personal(r.location)) for r in figures.recurring_by_grid]
+    grids = sorted(within) if within is not None else None
+    return StatsOut(from_=first, to=last, grid=grid, grids=grids, timezone=str(LOCAL_TZ), **values)

@@ -5,8 +5,9 @@ someone changed it first), 403 when this actor may not act on this ticket, 422 f
 
 The actor is the logged-in account (bot/auth): a worker account acts as its grid worker (a lead's as community
 lead) and sees only the tickets of its grid (a lead: of its community's grids) — any other is 403, listing another
-grid too; viewers read everything and act on nothing; admins read and act on everything and alone may act for
-someone else (`actor_id`/`actor_role`, e.g. recording a department's answer), which is logged.
+grid too; viewers read everything, with residents' details masked (bot/privacy.py), and act on nothing; admins
+read and act on everything and alone may act for someone else (`actor_id`/`actor_role`, e.g. recording a
+department's answer), which is logged.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bot.api.deps import ServicesDep
 from bot.auth.accounts import Principal
 from bot.auth.deps import AnyAccount, Staff, refusal
 from bot.auth.models import AccountRole
-from bot.privacy import mask_for_group
+from bot.privacy import Surface, mask_person_id, mask_personal, reporter_as_seen, sees_personal_data
 from bot.texts import error_text
 from bot.ticket_notices import notices_for
 from grid.service import Actor, TicketService
@@ -100,25 +101,41 @@ class ActionIn(BaseModel):
     )
 
 
-# Free text residents and workers wrote, where phone and room numbers may stand.
+# Free text residents and workers wrote, where phone, ID and room numbers may stand.
 _PERSONAL_FIELDS = ("description", "location", "result")
 
 
 def _out(ticket: Ticket, principal: Principal, detail: bool = False) -> TicketOut:
-    """A ticket as this account may see it: viewers (leaders reading figures) get residents' phone and room
-    numbers masked; workers and admins need them to reach the door."""
+    """A ticket as this account may see it, by the one policy of bot/privacy.py: viewers (leaders reading figures)
+    get residents' phone, ID and room numbers and the reporters' names and ids masked; workers and admins need
+    them to reach the door."""
     now = utcnow()
     values = {name: getattr(ticket, name) for name in TicketOut.model_fields if name != "overdue"}
-    masked = principal.role is AccountRole.VIEWER
+    masked = not sees_personal_data(principal.role, Surface.CONSOLE)
     if masked:
-        values.update({name: mask_for_group(values[name]) for name in _PERSONAL_FIELDS if values[name]})
+        values.update({name: mask_personal(values[name]) for name in _PERSONAL_FIELDS if values[name]})
+        values["reporter_id"], values["reporter_name"] = reporter_as_seen(
+            ticket.reporter_id, ticket.reporter_name, principal.role, Surface.CONSOLE
+        )
     overdue = ticket.is_open and ticket.deadline_at < now
     if not detail:
         return TicketOut(**values, overdue=overdue)
     events = [EventOut.model_validate(e, from_attributes=True) for e in ticket.events]
+    co_reporters = [c.reporter_id for c in ticket.co_reporters]
     if masked:
-        events = [e.model_copy(update={"note": mask_for_group(e.note)}) if e.note else e for e in events]
-    return TicketDetail(**values, overdue=overdue, events=events, co_reporters=[c.reporter_id for c in ticket.co_reporters])
+        events = [_masked_event(e) for e in events]
+        co_reporters = [mask_person_id(c) for c in co_reporters]
+    return TicketDetail(**values, overdue=overdue, events=events, co_reporters=co_reporters)
+
+
+def _masked_event(event: EventOut) -> EventOut:
+    """A residents' step names the resident (their id); staff ids and names stay, they act in their office."""
+    update: dict[str, str] = {}
+    if event.note:
+        update["note"] = mask_personal(event.note)
+    if event.actor_role == Role.RESIDENT.value:
+        update["actor_id"] = mask_person_id(event.actor_id)
+    return event.model_copy(update=update) if update else event
 
 
 def _refusal(err: TicketError) -> HTTPException:
@@ -134,6 +151,22 @@ def visible(principal: Principal, ticket: Ticket) -> bool:
         return True
     assigned = principal.worker_id is not None and ticket.assignee_id == principal.worker_id
     return ticket.grid_code in principal.grid_codes or assigned
+
+
+def grid_scope(principal: Principal, grid: str | None) -> frozenset[str] | None:
+    """The grids this account's reads cover, or None for every grid (admins, viewers); 403 for a grid not its own.
+
+    One rule for the ticket list, the statistics and the weekly report: a worker account reads its grid (a lead
+    its community's grids); asking for another grid is refused rather than answered empty, and asking for none
+    means its own. What it is assigned elsewhere is for the ticket list alone (`list_tickets`).
+    """
+    if principal.role is not AccountRole.WORKER:
+        return None if grid is None else frozenset({grid})
+    if grid is None:
+        return principal.grid_codes
+    if grid not in principal.grid_codes:
+        raise refusal(403, "grid_not_yours", grid=grid)
+    return frozenset({grid})
 
 
 def _require_visible(principal: Principal, ticket: Ticket) -> None:
@@ -167,10 +200,9 @@ async def list_tickets(
     if overdue is not None:
         late = Ticket.status_in(OPEN_STATUSES) & (Ticket.deadline_at < utcnow())
         query = query.where(late if overdue else ~late)
-    if principal.role is AccountRole.WORKER:
-        if grid is not None and grid not in principal.grid_codes:
-            raise refusal(403, "grid_not_yours", grid=grid)
-        mine = Ticket.grid_code.in_(sorted(principal.grid_codes))
+    scope = grid_scope(principal, grid)
+    if principal.role is AccountRole.WORKER and scope is not None:
+        mine = Ticket.grid_code.in_(sorted(scope))
         query = query.where(or_(mine, Ticket.assignee_id == principal.worker_id) if principal.worker_id else mine)
     with unit_of_work(services.session_factory) as session:
         return [_out(t, principal) for t in session.scalars(query.limit(limit).offset(offset))]

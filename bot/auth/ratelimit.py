@@ -1,14 +1,21 @@
-"""Login throttling: after too many failed logins for one username, or from one client address, within a window,
-every login for it is refused (even with the right password) until the window ends.
+"""Login throttling: after too many failed logins for one username from one client address, or from one address
+for any usernames, within a window, every login from that address for it is refused (even with the right password)
+until the window ends.
 
-Counted per username so one account cannot be guessed at from many addresses, and per address so one client
-cannot try many usernames. With REDIS_URL the counts live in Redis and every app process shares them; without it
-they are in memory (the embedded default runs one process). If Redis fails, this process falls back to its own
-memory counts rather than letting logins through unthrottled or locking everyone out.
+Never counted per username alone: then anyone could keep `admin` locked out from everywhere by guessing at it
+five times every quarter of an hour. Counted per (username, address), so one address cannot guess at an account
+for long, and per address, so one client cannot try many usernames; the owner, from another address, logs in.
+IPv6 addresses count by their /64, the block one host is usually given, so a client cannot change address to
+start afresh. The address is `bot.api.guards.client_address` (forwarded headers only from TRUSTED_PROXIES).
+
+With REDIS_URL the counts live in Redis and every app process shares them; without it they are in memory (the
+embedded default runs one process). If Redis fails, this process falls back to its own memory counts rather than
+letting logins through unthrottled or locking everyone out.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -21,9 +28,24 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoginLimits:
-    per_username: int
+    per_username_and_address: int
     per_address: int
     window_seconds: int
+
+
+def address_key(address: str | None) -> str:
+    """What one client's failures are counted under: its IPv4 address, its IPv6 /64, or `-` when unknown."""
+    if not address:
+        return "-"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # ::ffff:203.0.113.5 on a dual-stack socket is that IPv4 client
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class LoginLimiter:
@@ -37,9 +59,10 @@ class LoginLimiter:
         self._redis_failed_logged = False
 
     def _keys(self, username: str, address: str | None) -> list[tuple[str, int]]:
-        keys = [(f"{self.prefix}:login:user:{username.strip().casefold()}", self.limits.per_username)]
+        client = address_key(address)
+        keys = [(f"{self.prefix}:login:user:{username.strip().casefold()}:addr:{client}", self.limits.per_username_and_address)]
         if address:
-            keys.append((f"{self.prefix}:login:addr:{address}", self.limits.per_address))
+            keys.append((f"{self.prefix}:login:addr:{client}", self.limits.per_address))
         return keys
 
     async def retry_after(self, username: str, address: str | None) -> int:
@@ -55,10 +78,10 @@ class LoginLimiter:
         for key, _ in self._keys(username, address):
             await self._increment(key)
 
-    async def succeeded(self, username: str) -> None:
-        """The right password clears the username's count (not the address's: one good login among many guesses
-        should not reset the guessing budget of a shared address)."""
-        key = self._keys(username, None)[0][0]
+    async def succeeded(self, username: str, address: str | None) -> None:
+        """The right password clears the username's count at this address (not the address's own: one good login
+        among many guesses should not reset the guessing budget of a shared address)."""
+        key = self._keys(username, address)[0][0]
         self._memory.pop(key, None)
         if self.redis is not None:
             try:
