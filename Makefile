@@ -1,5 +1,5 @@
 # The two commands of README.md: `make run` and `make test`.
-.PHONY: setup run test lint model bench bench-e2e bench-floor bench-nlu bench-kb bench-notices
+.PHONY: setup run test lint model bench bench-e2e bench-floor bench-nlu bench-nlu-real bench-kb bench-notices
 
 setup:
 	@bash scripts/setup.sh
@@ -33,3 +33,6 @@ bench-kb: setup
 
 bench-notices: setup
 	@.venv/bin/python bench/notice_fanout.py
+
+bench-nlu-real: setup model
+	@.venv/bin/python -m bench.nlu_real

@@ -16,6 +16,10 @@ class Speaker:
     group_id: str | None
     sender_id: str
     sender_name: str
+    # @-mentioned, a trigger prefix, a private chat or the reply the bot waited for. False: the router let an
+    # unasked group message through on NLU's word alone, so an action that has nothing sure to say stays silent
+    # rather than filing a ticket, pinging a worker or saying it found nothing (bot/router.py).
+    addressed: bool = True
 
 
 def speaker(tracker: Tracker) -> Speaker:
@@ -28,6 +32,7 @@ def speaker(tracker: Tracker) -> Speaker:
         group_id=metadata.get("group_id") or (None if group in ("", "private") else group),
         sender_id=metadata.get("sender_id") or sender or tracker.sender_id,
         sender_name=metadata.get("sender_name") or sender or tracker.sender_id,
+        addressed=metadata.get("addressed", True) is not False,
     )
 
 

@@ -36,7 +36,7 @@ class ActionUrgeTicket(Action):
         try:
             ticket = TicketService(session).urge(reporter_id=who.sender_id, number=number)
         except TicketError as err:
-            return [{"text": error_text(err.code, err.params)}]
+            return [{"text": error_text(err.code, err.params)}] if who.addressed else []
         worker = session.get(Worker, ticket.assignee_id) if ticket.assignee_id else None
         deadline = local_time(ticket.deadline_at)
         messages: Messages = [

@@ -37,28 +37,33 @@ class ActionAnswerPolicy(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
         who = speaker(tracker)
         question = (tracker.latest_message or {}).get("text") or ""
-        run_messages(dispatcher, await in_transaction(lambda session: self._answer(session, who, question)))
+        run_messages(dispatcher, await in_transaction(lambda session: answer_or_hand_off(session, who, question)))
         return []
 
-    def _answer(self, session: Session, who: Speaker, question: str) -> Messages:
-        today: date = utcnow().astimezone(LOCAL_TZ).date()
-        found = services().knowledge.answer(session, question, asker_regions(session, who.group_id), today)
-        asked = AskedQuestion(
-            group_id=who.group_id,
-            asker_id=who.sender_id,
-            asker_name=who.sender_name,
-            question=question,
-            answered=found is not None,
-            entry_id=found.entry.id if found else None,
-            entry_external_id=found.entry.external_id if found else None,
-            score=round(found.score, 4) if found else None,
-        )
-        session.add(asked)
-        if found is not None:
-            answer = t("policy.answer", answer=found.entry.answer, citation=found.entry.citation())
-            # The router listens for this resident's "没用" for a while after an answer.
-            return [{"text": answer}, {"json_message": {"expect": "feedback"}}]
-        return hand_off(session, who, asked, question, "policy.handoff_resident")
+
+def answer_or_hand_off(session: Session, who: Speaker, question: str, template: str = "policy.handoff_resident") -> Messages:
+    """The knowledge base's confident answer with its source, else the question to the grid worker (`template`
+    tells the resident so); unaddressed and unanswerable: nothing at all."""
+    today: date = utcnow().astimezone(LOCAL_TZ).date()
+    found = services().knowledge.answer(session, question, asker_regions(session, who.group_id), today)
+    if found is None and not who.addressed:
+        return []  # unasked and unanswerable: no 咨询 ticket on a guess (a recipe is not the worker's question)
+    asked = AskedQuestion(
+        group_id=who.group_id,
+        asker_id=who.sender_id,
+        asker_name=who.sender_name,
+        question=question,
+        answered=found is not None,
+        entry_id=found.entry.id if found else None,
+        entry_external_id=found.entry.external_id if found else None,
+        score=round(found.score, 4) if found else None,
+    )
+    session.add(asked)
+    if found is not None:
+        answer = t("policy.answer", answer=found.entry.answer, citation=found.entry.citation())
+        # The router listens for this resident's "没用" for a while after an answer.
+        return [{"text": answer}, {"json_message": {"expect": "feedback"}}]
+    return hand_off(session, who, asked, question, template)
 
 
 class ActionAnswerUnhelpful(Action):

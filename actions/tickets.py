@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session
 
 from actions.context import Speaker, deliver, deliver_message, entity, speaker
 from actions.format import run_messages
+from actions.policy import answer_or_hand_off
 from actions.runtime import in_transaction, services
+from actions.unplaced import SMALL_TALK_CHARS
 from bot.texts import error_text, local_time, status_name
 from bot.texts import text as t
 from bot.ticket_notices import filing_notices, notices_for
@@ -165,6 +167,12 @@ class ActionRateService(Action):
         who = speaker(tracker)
         said = (tracker.latest_message or {}).get("text") or ""
         rating = parse_rating(said, entity(tracker, "rating"))
+        if rating is None and len(said.strip()) > SMALL_TALK_CHARS:
+            # No rating in it and too long to be one: a request NLU misread (a pollution complaint was told to
+            # reply 满意/不满意). The knowledge base, else a person, like any message NLU could not place.
+            messages = await in_transaction(lambda s: answer_or_hand_off(s, who, said, "policy.handoff_unplaced"))
+            run_messages(dispatcher, messages)
+            return []
         if rating is None:
             dispatcher.utter_message(text=t("tickets.rating_unclear"))
             return []
@@ -205,7 +213,7 @@ class ActionTicketStatus(Action):
         else:
             tickets = service.open_tickets_of(who.sender_id)
         if not tickets:
-            return [{"text": t("tickets.status_none")}]
+            return [{"text": t("tickets.status_none")}] if who.addressed else []
         lines = [
             t(
                 "tickets.status_line",

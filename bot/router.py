@@ -5,7 +5,9 @@ Like rasa-sdk's CollectingDispatcher, it only collects: it returns every outgoin
 
 In a group the bot speaks when @-mentioned, when a trigger prefix starts the message, when the message
 is the reply it is waiting for (a location, a rating), or, outside the group's quiet hours, when NLU is
-confident the message is a request. Everything else is chatter and gets silence.
+confident the message is a request, the open-set gate scores it a grid matter, and answering surely helps
+(`speaks_unasked`; the turn carries `addressed: false`, so actions with nothing sure to say stay silent).
+Everything else is chatter and gets silence: in a group, silence beats a wrong reply.
 """
 
 from __future__ import annotations
@@ -32,6 +34,21 @@ log = logging.getLogger(__name__)
 
 def _local_now() -> datetime:
     return datetime.now(LOCAL_TZ)
+
+
+# Unasked, these would tell a person on NLU's guess (the worker, the community lead): only when addressed.
+PINGS_A_PERSON = frozenset({"ask_human", "complain_service"})
+
+
+def speaks_unasked(intent: str, parse_data: dict[str, Any]) -> bool:
+    """Unasked, the bot speaks only where it surely helps: a problem report must say where (else the form would ask
+    a question nobody put to it), and nothing that would notify a person. Answers, statuses and notices are judged
+    by the action itself (actions/context.Speaker.addressed)."""
+    if intent in PINGS_A_PERSON:
+        return False
+    if intent == "report_issue":
+        return any(e.get("entity") == "location" for e in parse_data.get("entities") or [])
+    return True
 
 
 class MessageRouter:
@@ -91,6 +108,7 @@ class MessageRouter:
         if not text:
             return []  # only mentions, emoji or a quote: nothing to understand
         conv = message.conversation_id
+        addressed = True
         parse_data: dict[str, Any] | None = None  # the decision's NLU result, reused by the turn (one parse)
         if message.is_private:
             command = parse_command(text)
@@ -100,14 +118,17 @@ class MessageRouter:
             policy = await self._policy(message.group_id)
             stripped = policy.strip_prefix(text)
             rasa_text = stripped or text
-            if not (message.mentions_bot or stripped is not None):
+            addressed = message.mentions_bot or stripped is not None
+            if not addressed:
                 awaiting = await self.expectations.awaiting(conv)
                 parse_data = await self.unaddressed_parse(rasa_text, awaiting, policy)
                 if parse_data is None:
                     return []
                 if awaiting is not None:
                     await self.expectations.clear(conv)  # an expectation lets one reply through
+                    addressed = True  # the answer to the bot's own question
         metadata = {
+            "addressed": addressed,
             "channel": message.channel,
             "group_id": message.group_id,
             "sender_id": message.sender_id,
@@ -132,17 +153,34 @@ class MessageRouter:
         if awaiting is None and quiet:
             return None
         parse_data = await self.rasa.parse(text)
+        return parse_data if self.answers_unaddressed(parse_data, awaiting, policy, quiet=quiet) else None
+
+    def answers_unaddressed(
+        self, parse_data: dict[str, Any], awaiting: Awaiting | None, policy: GroupPolicy, *, quiet: bool = False
+    ) -> bool:
+        """The decision itself, on a parse already made (bench/nlu_real.py scores real text with it)."""
         intent = parse_data.get("intent") or {}
         name, confidence = intent.get("name"), intent.get("confidence", 0.0)
         if awaiting is Awaiting.RATING:
-            answer = name == "rate_service"
-        elif awaiting is Awaiting.FORM:
-            answer = name not in self.settings.chatter_intents
-        elif awaiting is Awaiting.FEEDBACK and name == "answer_unhelpful":
-            answer = True  # "没用" right after an answer; anything else is judged like any other message
-        else:
-            answer = not quiet and name in self.settings.request_intents and confidence >= policy.request_confidence
-        return parse_data if answer else None
+            return name == "rate_service"
+        if awaiting is Awaiting.FORM:
+            return name not in self.settings.chatter_intents
+        if awaiting is Awaiting.FEEDBACK and name == "answer_unhelpful":
+            return True  # "没用" right after an answer; anything else is judged like any other message
+        return (
+            not quiet
+            and name in self.settings.request_intents
+            and confidence >= policy.request_confidence
+            and self.is_grid_matter(parse_data)
+            and speaks_unasked(name, parse_data)
+        )
+
+    def is_grid_matter(self, parse_data: dict[str, Any]) -> bool:
+        """The open-set gate's word (rasa_components/grid_gate.py): DIET puts everything on some intent, so a
+        confident intent alone spoke for recipes and train times. A model trained without the gate has no score:
+        the intent decides alone, as before."""
+        score = (parse_data.get("grid_matter") or {}).get("score")
+        return score is None or float(score) >= self.settings.grid_matter_threshold
 
     async def _collect(self, message: IncomingMessage, responses: list[dict[str, Any]]) -> list[OutgoingMessage]:
         outgoing: list[OutgoingMessage] = []

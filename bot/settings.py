@@ -50,6 +50,10 @@ class Settings(BaseSettings):
         "ask_notices",
     )
     request_confidence: float = 0.85
+    # ...and only when the open-set gate (rasa_components/grid_gate.py) scores it a grid matter at least this much.
+    # Chosen on held-out real chatter (`bench/nlu_real.py --calibrate`: 98th percentile of Weibo chatter scores), not
+    # on what bench/nlu_real.py reports.
+    grid_matter_threshold: float = 0.78
     # While the bot waits for someone's answer, these intents are still treated as chatter and ignored.
     chatter_intents: tuple[str, ...] = ("chitchat", "greet", "goodbye", "thanks", "out_of_scope", "bot_challenge")
     command_prefixes: tuple[str, ...] = ("#助手", "小助手")

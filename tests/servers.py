@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -48,7 +49,30 @@ class Chat:
         return response.json()["replies"]
 
 
-__all__ = ["Chat", "app_server", "free_port", "fresh_postgres"]
+def action_call(action: str, conversation: str, latest_message: dict[str, Any]) -> dict[str, Any]:
+    """The body Rasa 3.6's RemoteAction posts to the action endpoint (/webhook) for `action`, after a user message."""
+    return {
+        "next_action": action,
+        "sender_id": conversation,
+        "version": "3.6.21",
+        "domain": {},
+        "tracker": {
+            "sender_id": conversation,
+            "slots": {},
+            "latest_message": latest_message,
+            "latest_event_time": None,
+            "followup_action": None,
+            "paused": False,
+            "events": [],
+            "latest_input_channel": "rest",
+            "active_loop": {},
+            "latest_action": {"action_name": "action_listen"},
+            "latest_action_name": "action_listen",
+        },
+    }
+
+
+__all__ = ["Chat", "action_call", "app_server", "free_port", "fresh_postgres"]
 
 
 class FakeRasa:

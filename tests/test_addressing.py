@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.group_settings import GroupBotSettings
+from bot.rasa_tokens import known_rasa_token
 from bot.router import LOCAL_TZ
+from bot.settings import Settings
 from grid.tickets import Ticket
 from storage.engine import unit_of_work
 from tests.servers import Chat
@@ -76,6 +79,33 @@ def test_confident_request_is_answered_unasked_outside_quiet_hours(chat: Chat, r
     sender, name = resident
     replies = chat.say("请问低保怎么申请 需要带什么材料", group="demo-grid-3", sender=sender, name=name)
     assert len(replies) == 1 and "来源：" in replies[0]["text"], replies
+
+
+# Requests people make of any assistant, none of them a grid matter (the examples the NLU issue reports the bot
+# answering unaddressed: recipes filed as 咨询 tickets, weather answered with 您目前没有进行中的工单).
+NOT_GRID_MATTERS = ["请问意大利面怎么做", "今天东莞天气如何", "有上海到昆山的火车吗", "帮我找一找龙门飞甲", "美国最近有什么新闻"]
+
+
+@pytest.mark.parametrize("text", NOT_GRID_MATTERS)
+def test_a_request_that_is_no_grid_matter_gets_silence_unaddressed(
+    chat: Chat, resident: tuple[str, str], session_factory: sessionmaker[Session], text: str
+) -> None:
+    sender, name = resident
+    assert chat.say(text, group="demo-grid-3", sender=sender, name=name) == []
+    with session_factory() as session:  # nothing filed for the worker either
+        assert session.scalar(select(Ticket).where(Ticket.reporter_id == sender)) is None
+
+
+def test_the_parse_carries_the_open_set_gates_score(rasa_url: str) -> None:
+    """rasa_components/grid_gate.py on the served model: a grid matter clears the router's bar, a recipe does not."""
+
+    def score(text: str) -> float:
+        parsed = httpx.post(f"{rasa_url}/model/parse", params={"token": known_rasa_token()}, json={"text": text}, timeout=30)
+        return float(parsed.json()["grid_matter"]["score"])
+
+    bar = Settings().grid_matter_threshold
+    assert score("3号楼楼道灯坏了好几天了") > bar
+    assert score("请问意大利面怎么做") < bar
 
 
 def test_urging_tells_the_worker(chat: Chat, resident: tuple[str, str], session_factory: sessionmaker[Session]) -> None:

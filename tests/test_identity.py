@@ -21,7 +21,7 @@ from grid.service import TicketService
 from grid.tickets import Ticket
 from grid.workflow import Role
 from storage.engine import unit_of_work
-from tests.servers import Chat, app_server, free_port
+from tests.servers import Chat, action_call, app_server, free_port
 
 GROUP, GRID, LEAD = "demo-grid-4", "grid-4", "lead-2"  # grid-4's on-duty worker is worker-4; lead-2 leads its community
 
@@ -145,23 +145,9 @@ def actions_app(database_url: str) -> Iterator[str]:
 
 
 def _action_call(action: str, channel: str, sender: str, text: str = "我的工单") -> dict[str, Any]:
-    conversation = f"{channel}:private:{sender}"
     metadata = {"channel": channel, "group_id": None, "sender_id": sender, "sender_name": "网格员"}
-    return {
-        "next_action": action,
-        "sender_id": conversation,
-        "version": "3.6.21",
-        "domain": {},
-        "tracker": {
-            "sender_id": conversation,
-            "slots": {},
-            "latest_message": {"text": text, "intent": {"name": "worker_list", "confidence": 1.0}, "metadata": metadata},
-            "events": [],
-            "paused": False,
-            "active_loop": {},
-            "latest_action_name": "action_listen",
-        },
-    }
+    latest = {"text": text, "intent": {"name": "worker_list", "confidence": 1.0}, "metadata": metadata}
+    return action_call(action, f"{channel}:private:{sender}", latest)
 
 
 def _listed(response: httpx.Response) -> str:

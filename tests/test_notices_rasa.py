@@ -24,7 +24,7 @@ from grid.notices import Notice, NoticeStatus, NoticeTarget
 from storage.base import utcnow
 from storage.engine import unit_of_work
 from tests.notice_world import engine_for, new_notice, notice_database
-from tests.servers import Chat, app_server, free_port
+from tests.servers import Chat, action_call, app_server, free_port
 
 ACTION = "action_current_notices"
 
@@ -49,27 +49,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, sessi
 
 def _action_call(group_id: str | None, text: str) -> dict[str, object]:
     sender = f"resident-{uuid.uuid4().hex[:6]}"
-    conversation = f"webchat:{group_id or 'private'}:{sender}"
     metadata = {"channel": "webchat", "group_id": group_id, "sender_id": sender, "sender_name": "居民小王"}
-    return {
-        "next_action": ACTION,
-        "sender_id": conversation,
-        "version": "3.6.21",
-        "domain": {},
-        "tracker": {
-            "sender_id": conversation,
-            "slots": {},
-            "latest_message": {"text": text, "intent": {"name": "ask_notices", "confidence": 0.99}, "metadata": metadata},
-            "latest_event_time": None,
-            "followup_action": None,
-            "paused": False,
-            "events": [],
-            "latest_input_channel": "rest",
-            "active_loop": {},
-            "latest_action": {"action_name": "action_listen"},
-            "latest_action_name": "action_listen",
-        },
-    }
+    latest = {"text": text, "intent": {"name": "ask_notices", "confidence": 0.99}, "metadata": metadata}
+    return action_call(ACTION, f"webchat:{group_id or 'private'}:{sender}", latest)
 
 
 def test_the_action_answers_over_the_webhook_like_rasa_calls_it(world: tuple[str, sessionmaker[Session]]) -> None:

@@ -269,8 +269,9 @@ def _decide(
     awaiting: Awaiting | None,
     policy: GroupPolicy,
     now: datetime,
+    parse: dict[str, object] | None = None,
 ) -> bool:
-    fake.parse = _parse_answer(intent, confidence)
+    fake.parse = parse or _parse_answer(intent, confidence)
     router.clock = lambda: now
 
     async def decide() -> bool:
@@ -323,6 +324,51 @@ def test_an_awaited_reply_is_judged_by_what_it_is(
     settings_ = Settings()
     assert _decide(router, fake_rasa, intent, confidence, Awaiting.RATING, policy, now) == (intent == "rate_service")
     assert _decide(router, fake_rasa, intent, confidence, Awaiting.FORM, policy, now) == (intent not in settings_.chatter_intents)
+
+
+@PROPS
+@given(intents, st.floats(0, 1), st.floats(0, 1), st.one_of(st.none(), st.floats(0, 1)))
+def test_the_open_set_gate_only_ever_silences_an_unasked_message(
+    router: MessageRouter, fake_rasa: FakeRasa, intent: str, confidence: float, threshold: float, score: float | None
+) -> None:
+    """Nothing awaited, outside quiet hours: the bot speaks exactly when the intent is a confident request AND the
+    gate scores it a grid matter (no score, from a model without the gate: the intent alone decides). Awaited
+    replies never consult the gate: a resident answering the bot's question is always heard."""
+    policy, now = GroupPolicy((), 0.85), datetime(2026, 11, 25, 10, 0)
+    gated = MessageRouter(Settings(grid_matter_threshold=threshold), router.rasa, MemoryExpectations(), None, None)  # type: ignore[arg-type]
+    fake_rasa.parse = {**_parse_answer(intent, confidence), **({"grid_matter": {"score": score}} if score is not None else {})}
+    gated.clock = lambda: now
+
+    async def decide(awaiting: Awaiting | None) -> bool:
+        try:
+            return await gated.unaddressed_parse("楼道灯坏了", awaiting, policy) is not None
+        finally:
+            await gated.rasa.aclose()
+
+    # Unasked, nothing that notifies a person, and no report without a place (this parse has no entities).
+    helps = intent not in ("ask_human", "complain_service", "report_issue")
+    confident_request = intent in Settings().request_intents and confidence >= 0.85 and helps
+    assert asyncio.run(decide(None)) == (confident_request and (score is None or score >= threshold))
+    assert asyncio.run(decide(Awaiting.FORM)) == (intent not in Settings().chatter_intents)
+
+
+@pytest.mark.parametrize(
+    ("intent", "entities", "speaks"),
+    [
+        ("report_issue", [{"entity": "location", "value": "3号楼"}], True),
+        ("report_issue", [], False),  # the form would ask 请问具体在哪个位置 of someone who asked the bot nothing
+        ("ask_human", [], False),  # would tell the worker on a guess
+        ("complain_service", [], False),  # would tell the community lead on a guess
+        ("ask_policy", [], True),  # the action stays silent itself when the knowledge base has no answer
+    ],
+)
+def test_unasked_the_bot_speaks_only_where_it_surely_helps(
+    router: MessageRouter, fake_rasa: FakeRasa, intent: str, entities: list[dict[str, str]], speaks: bool
+) -> None:
+    parse = {**_parse_answer(intent, 0.99), "entities": entities, "grid_matter": {"score": 0.99}}
+    policy, now = GroupPolicy((), 0.85), datetime(2026, 11, 25, 10, 0)
+    assert _decide(router, fake_rasa, intent, 0.99, None, policy, now, parse) is speaks
+    assert _decide(router, fake_rasa, intent, 0.99, Awaiting.FORM, policy, now, parse)  # the reply it waited for: heard
 
 
 # -- privacy masking -------------------------------------------------------------------------------------

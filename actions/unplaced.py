@@ -1,0 +1,64 @@
+"""An addressed message NLU could not place: the knowledge base, then a person — never a brush-off.
+
+Residents did not read the training data. A long complaint written like a letter to the city, or a policy
+question in words nobody trained on, lands on chitchat, out_of_scope or nlu_fallback, and the canned "我是网格助手…"
+or "抱歉，我没太明白" told someone who asked for help that nobody would. Here such a message gets, in order:
+- small talk (short, and the open-set gate does not take it for a grid matter: rasa_components/grid_gate.py) →
+  a friendly word (no self-introduction: that is for greetings, thanks and 你是谁), or for a short request of
+  something else (out_of_scope) what the bot can do;
+- the knowledge base's answer, when it is confident (asked directly it ranks the right entry first far more often
+  than the intent model routes questions to it);
+- a person: a 咨询 ticket for the grid's worker carrying the whole message, and the resident told who answers.
+Unaddressed messages never get here with nothing awaited (the router stays silent), and an action run for an
+unaddressed message with nothing sure to say stays silent too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.context import speaker
+from actions.format import run_messages
+from actions.policy import answer_or_hand_off
+from actions.runtime import in_transaction
+from bot.texts import text as t
+
+# Small talk: at most this many characters and a gate score below SMALL_TALK_GATE. Real requests that NLU misses
+# are long (residents' messages to a city: 60–250 characters) or read as grid matters to the gate.
+SMALL_TALK_CHARS = 20
+SMALL_TALK_GATE = 0.5
+# The reply small talk keeps, by the intent NLU gave it: chitchat a friendly word (policy.small_talk, not the
+# self-introduction), a short request for something else what the bot can do instead.
+OTHER_REPLY = {"out_of_scope": "utter_out_of_scope", "nlu_fallback": "utter_default"}
+
+
+def is_small_talk(latest_message: dict[str, Any]) -> bool:
+    text = (latest_message.get("text") or "").strip()
+    score = (latest_message.get("grid_matter") or {}).get("score")
+    return len(text) <= SMALL_TALK_CHARS and (score is None or float(score) < SMALL_TALK_GATE)
+
+
+class ActionUnplaced(Action):
+    def name(self) -> str:
+        return "action_unplaced"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
+        latest = tracker.latest_message or {}
+        who = speaker(tracker)
+        if is_small_talk(latest):
+            intent = (latest.get("intent") or {}).get("name") or "nlu_fallback"
+            if not who.addressed:
+                return []
+            if intent in OTHER_REPLY:
+                dispatcher.utter_message(response=OTHER_REPLY[intent])
+            else:
+                dispatcher.utter_message(text=t("policy.small_talk"))
+            return []
+        question = latest.get("text") or ""
+        messages = await in_transaction(lambda session: answer_or_hand_off(session, who, question, "policy.handoff_unplaced"))
+        run_messages(dispatcher, messages)
+        return []

@@ -1,0 +1,139 @@
+"""What the actions do with what NLU could not place, and with unasked messages, called over /webhook as Rasa
+calls them (no NLU in the way: the intent, the gate's score and `addressed` are set here), on both databases.
+
+Addressed: small talk keeps its one-line reply; anything else gets the knowledge base's answer or a person,
+never "我是网格助手…" or "抱歉，我没太明白". Unaddressed: an action with nothing sure to say says nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from actions.unplaced import is_small_talk
+from bot.rasa_tokens import ACTION_TOKEN_HEADER, action_token
+from bot.settings import Settings
+from bot.texts import text as t
+from grid.tickets import Ticket
+from tests.servers import action_call, app_server, free_port
+
+GROUP, WORKER_NAME = "demo-grid-1", "张敏"
+BRUSH_OFFS = ("我是网格助手，主要帮", "抱歉，我没太明白", "这个我帮不上忙", "请回复“满意”")
+# Written here, in the style of residents' letters to a city: long, a place, a problem, a demand.
+COMPLAINT = (
+    "我们单元楼下那家早餐店每天凌晨四点就开始剁馅、开鼓风机，声音特别大，楼上老人孩子都睡不好，"
+    "跟店主说了好几次也不改，希望社区能出面协调一下，至少六点以后再开工。"
+)
+
+
+@pytest.fixture(scope="module")
+def webhook(database_url: str) -> Iterator[httpx.Client]:
+    settings = Settings(
+        database_url=database_url, rasa_url=f"http://127.0.0.1:{free_port()}", app_port=free_port(), kb_embedding_model="none"
+    )
+    with (
+        app_server(settings) as url,
+        httpx.Client(base_url=url, timeout=30, headers={ACTION_TOKEN_HEADER: action_token()}) as client,
+    ):
+        yield client
+
+
+def call(
+    client: httpx.Client, action: str, intent: str, text: str, *, addressed: bool = True, gate: float | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """Run `action` for a fresh resident's message in GROUP; returns the resident's id and the action's responses."""
+    sender = f"resident-{uuid.uuid4().hex[:8]}"
+    conversation = f"webchat:{GROUP}:{sender}"
+    metadata = {"channel": "webchat", "group_id": GROUP, "sender_id": sender, "sender_name": "居民小周", "addressed": addressed}
+    latest: dict[str, Any] = {"text": text, "intent": {"name": intent, "confidence": 0.9}, "entities": [], "metadata": metadata}
+    if gate is not None:
+        latest["grid_matter"] = {"score": gate}
+    body = action_call(action, conversation, latest)
+    response = client.post("/webhook", json=body)
+    assert response.status_code == 200, response.text
+    return sender, response.json()["responses"]
+
+
+def texts(responses: list[dict[str, Any]]) -> list[str]:
+    return [r["text"] for r in responses if r.get("text")]
+
+
+def tickets_of(factory: sessionmaker[Session], sender: str) -> list[Ticket]:
+    with factory() as session:
+        return list(session.scalars(select(Ticket).where(Ticket.reporter_id == sender)))
+
+
+@pytest.mark.parametrize("intent", ["chitchat", "out_of_scope", "nlu_fallback"])
+def test_a_long_addressed_complaint_goes_to_a_person_whole(
+    webhook: httpx.Client, session_factory: sessionmaker[Session], intent: str
+) -> None:
+    sender, responses = call(webhook, "action_unplaced", intent, COMPLAINT, gate=0.3)
+    said = texts(responses)
+    assert said and WORKER_NAME in said[0] and "单号 GD" in said[0], said
+    assert not any(b in text for b in BRUSH_OFFS for text in said), said
+    [ticket] = tickets_of(session_factory, sender)
+    assert ticket.description == COMPLAINT and ticket.category == "咨询"  # kept whole for the worker
+    notices = [r["custom"] for r in responses if r.get("custom")]
+    assert any(d["target_type"] == "contact" and COMPLAINT in d["text"] for n in notices for d in n.get("deliver", [])), notices
+
+
+def test_addressed_small_talk_keeps_its_one_line_reply(webhook: httpx.Client, session_factory: sessionmaker[Session]) -> None:
+    sender, responses = call(webhook, "action_unplaced", "chitchat", "哈哈好的呀", gate=0.05)
+    assert texts(responses) == [t("policy.small_talk")] and "我是网格助手" not in texts(responses)[0]
+    assert tickets_of(session_factory, sender) == []
+
+
+def test_a_question_nlu_misplaced_is_answered_from_the_knowledge_base(
+    webhook: httpx.Client, session_factory: sessionmaker[Session]
+) -> None:
+    sender, responses = call(webhook, "action_unplaced", "out_of_scope", "请问高龄补贴怎么申请，要带哪些材料去办理", gate=0.9)
+    said = texts(responses)
+    assert said and "来源：" in said[0] and "高龄" in said[0], said
+    assert tickets_of(session_factory, sender) == []
+
+
+def test_a_long_message_read_as_a_rating_is_not_asked_for_a_rating(
+    webhook: httpx.Client, session_factory: sessionmaker[Session]
+) -> None:
+    sender, responses = call(webhook, "action_rate_service", "rate_service", COMPLAINT, gate=0.9)
+    said = texts(responses)
+    assert said and "单号 GD" in said[0] and not any(b in text for b in BRUSH_OFFS for text in said), said
+    assert len(tickets_of(session_factory, sender)) == 1
+
+
+def test_a_short_unclear_rating_is_still_asked_again(webhook: httpx.Client) -> None:
+    _, responses = call(webhook, "action_rate_service", "rate_service", "这个嘛", gate=0.9)
+    assert any("满意" in text for text in texts(responses)), responses
+
+
+def test_unasked_and_unanswerable_says_nothing_and_files_nothing(
+    webhook: httpx.Client, session_factory: sessionmaker[Session]
+) -> None:
+    sender, responses = call(webhook, "action_answer_policy", "ask_policy", "请问意大利面怎么做", addressed=False)
+    assert responses == []
+    assert tickets_of(session_factory, sender) == []
+    addressed, asked = call(webhook, "action_answer_policy", "ask_policy", "请问意大利面怎么做")
+    assert any("单号" in text or "咨询单" in text for text in texts(asked))  # @-mentioned: a person answers it
+    assert len(tickets_of(session_factory, addressed)) == 1
+
+
+def test_unasked_status_with_nothing_open_says_nothing(webhook: httpx.Client) -> None:
+    _, unasked = call(webhook, "action_ticket_status", "check_ticket_status", "今天东莞天气如何", addressed=False)
+    assert unasked == []
+    _, asked = call(webhook, "action_ticket_status", "check_ticket_status", "我报的事怎么样了")
+    assert any("没有进行中的工单" in text for text in texts(asked)), asked
+
+
+@pytest.mark.parametrize(
+    ("text", "score", "small"),
+    [("哈哈好的", 0.1, True), ("哈哈好的", None, True), ("楼道灯坏了", 0.9, False), (COMPLAINT, 0.1, False)],
+)
+def test_small_talk_is_short_and_no_grid_matter(text: str, score: float | None, small: bool) -> None:
+    message: dict[str, Any] = {"text": text} | ({"grid_matter": {"score": score}} if score is not None else {})
+    assert is_small_talk(message) is small
