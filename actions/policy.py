@@ -23,6 +23,7 @@ from bot.ticket_notices import filing_notices
 from grid.clock import LOCAL_TZ
 from grid.geography import ChatGroup, Worker, asker_regions
 from grid.service import TicketService
+from knowledge.base import Answer
 from knowledge.questions import AskedQuestion, last_answer_to
 from storage.base import utcnow
 
@@ -41,14 +42,8 @@ class ActionAnswerPolicy(Action):
         return []
 
 
-def answer_or_hand_off(session: Session, who: Speaker, question: str, template: str = "policy.handoff_resident") -> Messages:
-    """The knowledge base's confident answer with its source, else the question to the grid worker (`template`
-    tells the resident so); unaddressed and unanswerable: nothing at all."""
-    today: date = utcnow().astimezone(LOCAL_TZ).date()
-    found = services().knowledge.answer(session, question, asker_regions(session, who.group_id), today)
-    if found is None and not who.addressed:
-        return []  # unasked and unanswerable: no 咨询 ticket on a guess (a recipe is not the worker's question)
-    asked = AskedQuestion(
+def _asked(who: Speaker, question: str, found: Answer | None) -> AskedQuestion:
+    return AskedQuestion(
         group_id=who.group_id,
         asker_id=who.sender_id,
         asker_name=who.sender_name,
@@ -58,11 +53,35 @@ def answer_or_hand_off(session: Session, who: Speaker, question: str, template: 
         entry_external_id=found.entry.external_id if found else None,
         score=round(found.score, 4) if found else None,
     )
+
+
+def _answered(found: Answer) -> Messages:
+    answer = t("policy.answer", answer=found.entry.answer, citation=found.entry.citation())
+    # The router listens for this resident's "没用" for a while after an answer.
+    return [{"text": answer}, {"json_message": {"expect": "feedback"}}]
+
+
+def knowledge_answer(session: Session, who: Speaker, question: str) -> Messages | None:
+    """The knowledge base's confident answer with its source (recorded as asked and answered), or None: the evidence
+    other actions weigh when NLU's intent fits the words badly (a policy question taken for a status check)."""
+    today: date = utcnow().astimezone(LOCAL_TZ).date()
+    found = services().knowledge.answer(session, question, asker_regions(session, who.group_id), today)
+    if found is None:
+        return None
+    session.add(_asked(who, question, found))
+    return _answered(found)
+
+
+def answer_or_hand_off(session: Session, who: Speaker, question: str, template: str = "policy.handoff_resident") -> Messages:
+    """The knowledge base's confident answer with its source, else the question to the grid worker (`template`
+    tells the resident so); unaddressed and unanswerable: nothing at all."""
+    answered = knowledge_answer(session, who, question)
+    if answered is not None:
+        return answered
+    if not who.addressed:
+        return []  # unasked and unanswerable: no 咨询 ticket on a guess (a recipe is not the worker's question)
+    asked = _asked(who, question, None)
     session.add(asked)
-    if found is not None:
-        answer = t("policy.answer", answer=found.entry.answer, citation=found.entry.citation())
-        # The router listens for this resident's "没用" for a while after an answer.
-        return [{"text": answer}, {"json_message": {"expect": "feedback"}}]
     return hand_off(session, who, asked, question, template)
 
 

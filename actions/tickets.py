@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from actions.context import Speaker, deliver, deliver_message, entity, speaker
 from actions.format import run_messages
-from actions.policy import answer_or_hand_off
+from actions.policy import answer_or_hand_off, knowledge_answer
 from actions.runtime import in_transaction, services
 from actions.unplaced import SMALL_TALK_CHARS
 from bot.texts import error_text, local_time, status_name
@@ -200,10 +200,11 @@ class ActionTicketStatus(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
         who = speaker(tracker)
         number = entity(tracker, "ticket_number")
-        run_messages(dispatcher, await in_transaction(lambda s: self._status(s, who, number)))
+        said = (tracker.latest_message or {}).get("text") or ""
+        run_messages(dispatcher, await in_transaction(lambda s: self._status(s, who, number, said)))
         return []
 
-    def _status(self, session: Session, who: Speaker, number: str | None) -> Messages:
+    def _status(self, session: Session, who: Speaker, number: str | None, said: str) -> Messages:
         service = TicketService(session)
         if number:
             try:
@@ -212,6 +213,10 @@ class ActionTicketStatus(Action):
                 return [{"text": error_text(err.code, err.params)}]
         else:
             tickets = service.open_tickets_of(who.sender_id)
+        if not tickets and not number and who.addressed:
+            # Nothing open, and the words may be a policy question NLU took for a status check
+            # (我是二级残疾有护理补贴吗): a confident knowledge-base answer is the better reply.
+            return knowledge_answer(session, who, said) or [{"text": t("tickets.status_none")}]
         if not tickets:
             return [{"text": t("tickets.status_none")}] if who.addressed else []
         lines = [

@@ -137,3 +137,14 @@ def test_unasked_status_with_nothing_open_says_nothing(webhook: httpx.Client) ->
 def test_small_talk_is_short_and_no_grid_matter(text: str, score: float | None, small: bool) -> None:
     message: dict[str, Any] = {"text": text} | ({"grid_matter": {"score": score}} if score is not None else {})
     assert is_small_talk(message) is small
+
+
+def test_a_policy_question_taken_for_a_status_check_is_answered_when_nothing_is_open(
+    webhook: httpx.Client, session_factory: sessionmaker[Session]
+) -> None:
+    """NLU's intent is one piece of evidence: with nothing open, a confident knowledge-base answer beats
+    您目前没有进行中的工单 (the NLU issue: 我是二级残疾有护理补贴吗 got exactly that)."""
+    sender, responses = call(webhook, "action_ticket_status", "check_ticket_status", "请问高龄补贴怎么申请", gate=0.9)
+    said = texts(responses)
+    assert said and "来源：" in said[0] and "没有进行中的工单" not in said[0], said
+    assert tickets_of(session_factory, sender) == []
