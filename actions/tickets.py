@@ -215,7 +215,10 @@ class ActionTicketStatus(Action):
             tickets = service.open_tickets_of(who.sender_id)
         if not tickets and not number and who.addressed:
             # Nothing open, and the words may be a policy question NLU took for a status check
-            # (我是二级残疾有护理补贴吗): a confident knowledge-base answer is the better reply.
+            # (我是二级残疾有护理补贴吗): a confident knowledge-base answer is the better reply; a long message that is
+            # neither goes to a person like any message NLU could not place ("我报的事呢" is short).
+            if len(said.strip()) > SMALL_TALK_CHARS:
+                return answer_or_hand_off(session, who, said, "policy.handoff_unplaced")
             return knowledge_answer(session, who, said) or [{"text": t("tickets.status_none")}]
         if not tickets:
             return [{"text": t("tickets.status_none")}] if who.addressed else []

@@ -10,6 +10,10 @@ the bot would speak to (an action may still stay silent: an unanswerable questio
 - non-grid text (Weibo chatter, shoppers, in-car commands): false triggers, goal ≤ 1 %;
 - real residents' messages to a city and residents' policy questions: how many it would still answer without
   an @ (silence is acceptable here: a resident who wants an answer @s the bot).
+Then, addressed (`--addressed N`, default 150 lines a set; 0 skips it): the whole stack (`bench.e2e.stack`: app,
+Rasa, SQLite, Redis) gets real residents' messages and policy questions @-mentioning the bot through the web chat,
+and each reply is sorted: handled (a ticket or hand-off, the location question, a knowledge-base answer) or a
+brush-off (the canned chitchat / out-of-scope / "没太明白" / rating / "no ticket" lines) — goal: zero brush-offs.
 The Weibo lines are split in two with a fixed seed: `--calibrate` prints the gate threshold chosen on the first
 half (the score 98 % of that chatter stays below: Settings.grid_matter_threshold), the second half is reported
 here, so the reported figure is never the one tuned on.
@@ -19,16 +23,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
+import re
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+import yaml
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from bench.e2e import stack
 from bot import rasa_process
 from bot.expectations import MemoryExpectations
 from bot.group_settings import GroupPolicy
@@ -36,6 +46,7 @@ from bot.normalise import normalise
 from bot.rasa_client import RasaClient
 from bot.router import MessageRouter
 from bot.settings import PROJECT_ROOT, Settings
+from bot.texts import text as t
 
 REAL_DEV = PROJECT_ROOT.parent / "shared" / "data" / "real" / "dev"
 SEED = 7
@@ -128,10 +139,91 @@ async def calibrate(rasa_url: str, settings: Settings, per_set: int) -> float:
     return scores[min(int(CALIBRATION_QUANTILE * len(scores)), len(scores) - 1)]
 
 
+# --- addressed: the whole stack ---------------------------------------------------------------------------------
+
+ADDRESSED_SETS = SETS[3:]  # residents' messages and policy questions
+
+
+def brush_offs() -> dict[str, str]:
+    """The replies that tell an addressed resident nothing, by name: read from the domain and the texts."""
+    domain = yaml.safe_load((PROJECT_ROOT / "domain.yml").read_text(encoding="utf-8"))["responses"]
+    canned = {
+        name: domain[name][0]["text"] for name in ("utter_chitchat", "utter_out_of_scope", "utter_default", "utter_iamabot")
+    }
+    canned |= {key: t(key) for key in ("policy.small_talk", "tickets.rating_unclear", "tickets.status_none")}
+    return {name: line.split("。")[0] for name, line in canned.items()}
+
+
+def outcome(replies: list[dict[str, str]], canned: dict[str, str]) -> tuple[str, str | None]:
+    """What the first reply in the group was; for a brush-off, which one."""
+    room = [r["text"] for r in replies if r["target_type"] == "room"]
+    if not room:
+        return "silence", None
+    first = room[0]
+    brush_off = next((name for name, line in canned.items() if line in first), None)
+    if brush_off:
+        return "brush-off", brush_off
+    if "来源：" in first:
+        return "answered (knowledge base)", None
+    if re.search(r"GD\d{8}-\d{4}", first):
+        return "ticket / hand-off", None
+    if "哪个位置" in first:
+        return "asked for the place", None
+    return "other reply", None
+
+
+async def addressed_outcomes(app_url: str, per_set: int) -> list[tuple[RealSet, Counter[str]]]:
+    canned = brush_offs()
+    rows = []
+    async with httpx.AsyncClient(base_url=app_url, timeout=120) as http:
+        with Progress(console=console) as progress:
+            for real in ADDRESSED_SETS:
+                lines = sample(real, per_set)
+                task, counts = progress.add_task(f"@ {real.name}", total=len(lines)), Counter[str]()
+                for number, line in enumerate(lines):
+                    payload = {
+                        "group_id": "demo-grid-1", "sender_id": f"bench-real-{real.file[:6]}-{number}",
+                        "sender_name": "居民", "text": line, "mentions_bot": True,
+                    }  # fmt: skip
+                    response = await http.post("/api/v1/local/messages", json=payload)
+                    kind, which = outcome(response.json()["replies"], canned) if response.status_code == 200 else ("error", None)
+                    counts[kind] += 1
+                    if which:
+                        counts[f"brush-off: {which}"] += 1
+                    progress.advance(task)
+                rows.append((real, counts))
+    return rows
+
+
+def addressed_table(rows: list[tuple[RealSet, Counter[str]]], model: str) -> Table:
+    kinds = [
+        "ticket / hand-off",
+        "asked for the place",
+        "answered (knowledge base)",
+        "other reply",
+        "brush-off",
+        "silence",
+        "error",
+    ]
+    table = Table(title=f"addressed (@网格助手) real residents' messages: what the reply was ({model})")
+    for column in ("real text", "lines", *kinds):
+        table.add_column(column)
+    for real, counts in rows:
+        total = max(sum(counts[kind] for kind in kinds), 1)
+        table.add_row(real.name, str(total), *(f"{counts[kind] / total:.1%}" for kind in kinds))
+    which = Counter[str]()
+    for _, counts in rows:
+        which.update({name.removeprefix("brush-off: "): n for name, n in counts.items() if name.startswith("brush-off: ")})
+    table.caption = "brush-offs by reply: " + ", ".join(f"{name} {n}" for name, n in which.most_common())
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-set", type=int, default=1500, help="lines sampled from each set (fixed seed)")
     parser.add_argument("--calibrate", action="store_true", help="print the gate threshold chosen on the calibration half")
+    parser.add_argument("--addressed", type=int, default=150, help="lines a set sent @-mentioning the bot (0: skip)")
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
     args = parser.parse_args()
     if not REAL_DEV.is_dir():
         raise SystemExit(f"{REAL_DEV} not found: this benchmark reads the shared real-text evaluation sets")
@@ -153,6 +245,9 @@ def main() -> None:
         kind, goal = ("request", "—") if real.grid_matter else ("not a grid matter", "≤ 1 %")
         table.add_row(real.name, str(count), kind, f"{before:.1%}", f"{after:.1%}", goal)
     console.print(table)
+    if args.addressed:
+        with stack("sqlite", args.redis_url, model) as running:
+            console.print(addressed_table(asyncio.run(addressed_outcomes(running.app_url, args.addressed)), model.name))
 
 
 if __name__ == "__main__":

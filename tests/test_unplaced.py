@@ -148,3 +148,12 @@ def test_a_policy_question_taken_for_a_status_check_is_answered_when_nothing_is_
     said = texts(responses)
     assert said and "来源：" in said[0] and "没有进行中的工单" not in said[0], said
     assert tickets_of(session_factory, sender) == []
+
+
+def test_a_long_message_taken_for_a_status_check_goes_to_a_person(
+    webhook: httpx.Client, session_factory: sessionmaker[Session]
+) -> None:
+    sender, responses = call(webhook, "action_ticket_status", "check_ticket_status", COMPLAINT, gate=0.9)
+    said = texts(responses)
+    assert said and "单号 GD" in said[0] and "没有进行中的工单" not in said[0], said
+    assert len(tickets_of(session_factory, sender)) == 1
