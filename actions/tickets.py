@@ -15,7 +15,7 @@ from actions.context import Speaker, deliver, deliver_message, entity, speaker
 from actions.format import run_messages
 from actions.policy import answer_or_hand_off, knowledge_answer
 from actions.runtime import in_transaction, services
-from actions.unplaced import SMALL_TALK_CHARS
+from actions.unplaced import too_long_for_small_talk
 from bot.texts import error_text, local_time, status_name
 from bot.texts import text as t
 from bot.ticket_notices import filing_notices, notices_for
@@ -167,7 +167,7 @@ class ActionRateService(Action):
         who = speaker(tracker)
         said = (tracker.latest_message or {}).get("text") or ""
         rating = parse_rating(said, entity(tracker, "rating"))
-        if rating is None and len(said.strip()) > SMALL_TALK_CHARS:
+        if rating is None and too_long_for_small_talk(said):
             # No rating in it and too long to be one: a request NLU misread (a pollution complaint was told to
             # reply 满意/不满意). The knowledge base, else a person, like any message NLU could not place.
             messages = await in_transaction(lambda s: answer_or_hand_off(s, who, said, "policy.handoff_unplaced"))
@@ -217,7 +217,7 @@ class ActionTicketStatus(Action):
             # Nothing open, and the words may be a policy question NLU took for a status check
             # (我是二级残疾有护理补贴吗): a confident knowledge-base answer is the better reply; a long message that is
             # neither goes to a person like any message NLU could not place ("我报的事呢" is short).
-            if len(said.strip()) > SMALL_TALK_CHARS:
+            if too_long_for_small_talk(said):
                 return answer_or_hand_off(session, who, said, "policy.handoff_unplaced")
             return knowledge_answer(session, who, said) or [{"text": t("tickets.status_none")}]
         if not tickets:

@@ -36,10 +36,14 @@ SMALL_TALK_GATE = 0.5
 OTHER_REPLY = {"out_of_scope": "utter_out_of_scope", "nlu_fallback": "utter_default"}
 
 
+def too_long_for_small_talk(text: str) -> bool:
+    """Longer than small talk, a rating or "我报的事呢": a message that says something, for a person to read."""
+    return len(text.strip()) > SMALL_TALK_CHARS
+
+
 def is_small_talk(latest_message: dict[str, Any]) -> bool:
-    text = (latest_message.get("text") or "").strip()
     score = (latest_message.get("grid_matter") or {}).get("score")
-    return len(text) <= SMALL_TALK_CHARS and (score is None or float(score) < SMALL_TALK_GATE)
+    return not too_long_for_small_talk(latest_message.get("text") or "") and (score is None or float(score) < SMALL_TALK_GATE)
 
 
 class ActionUnplaced(Action):

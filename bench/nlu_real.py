@@ -127,7 +127,8 @@ CALIBRATION_QUANTILE = 0.98
 async def calibrate(rasa_url: str, settings: Settings, per_set: int) -> float:
     """The gate score that CALIBRATION_QUANTILE of the calibration half of the Weibo chatter stays below."""
     rasa = RasaClient(rasa_url)
-    lines = random.Random(SEED).sample(weibo_halves()[0], min(per_set, len(weibo_halves()[0])))
+    half = weibo_halves()[0]
+    lines = random.Random(SEED).sample(half, min(per_set, len(half)))
     try:
         with Progress(console=console) as progress:
             parses = await parse_all(rasa, lines, settings, progress, "Weibo chatter (calibration half)")

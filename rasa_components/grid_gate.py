@@ -16,6 +16,7 @@ so training and serving see the same vectors. Parameters are stored as arrays an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 OUTPUT = "grid_matter"
 PARAMS_FILE = "gate.npz"
+NEGATIVES_DIR = "nlu/real_negatives"  # relative to where `rasa train` runs: the project root
 VOCAB_FILE = "vocabulary.json"
 
 
@@ -51,8 +53,6 @@ def _negative_lines(folder: Path) -> list[str]:
 
 
 def _digest(folder: Path) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     for path in sorted(folder.glob("*.txt")):
         digest.update(path.name.encode())
@@ -68,7 +68,7 @@ class GridMatterGate(GraphComponent):
     def get_default_config() -> dict[str, Any]:
         return {
             "grid_intents": [],  # the intents that are grid matters; every other intent is a negative
-            "negatives_dir": "nlu/real_negatives",  # real text that is not a grid matter, one line each
+            "negatives_dir": NEGATIVES_DIR,  # real text that is not a grid matter, one line each
             "encoder_dir": None,  # the e5 encoder for the negatives; default from GRIDBOT_E5_ENCODER
             "C": 1.0,
         }
@@ -102,7 +102,7 @@ class GridMatterGate(GraphComponent):
     @classmethod
     def fingerprint_addon(cls, config: dict[str, Any]) -> str | None:
         """Rasa's training cache must retrain when the negatives or the encoder change, not only the NLU data."""
-        parts = [_digest(Path(config.get("negatives_dir") or "nlu/real_negatives"))]
+        parts = [_digest(Path(config.get("negatives_dir") or NEGATIVES_DIR))]
         encoder = config.get("encoder_dir") or os.environ.get(ENCODER_DIR_ENV)
         if encoder and Path(encoder).is_dir():
             parts.append(card_digest(Path(encoder)))
