@@ -1,5 +1,5 @@
 # The two commands of README.md: `make run` and `make test`.
-.PHONY: setup run test lint model bench bench-e2e bench-floor bench-nlu bench-nlu-real bench-kb bench-notices
+.PHONY: setup run test lint model bench bench-e2e bench-floor bench-nlu bench-nlu-real bench-kb bench-notices bench-workers bench-emergencies
 
 setup:
 	@bash scripts/setup.sh
@@ -34,5 +34,11 @@ bench-kb: setup
 bench-notices: setup
 	@.venv/bin/python bench/notice_fanout.py
 
+bench-emergencies: setup
+	@.venv/bin/python -m bench.emergencies
+
 bench-nlu-real: setup model
 	@.venv/bin/python -m bench.nlu_real
+
+bench-workers: setup
+	@.venv/bin/python bench/worker_words.py

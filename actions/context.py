@@ -20,6 +20,9 @@ class Speaker:
     # unasked group message through on NLU's word alone, so an action that has nothing sure to say stays silent
     # rather than filing a ticket, pinging a worker or saying it found nothing (bot/router.py).
     addressed: bool = True
+    # The message this one quotes (WeChat's 「…」 + dashed line), normalised; "" when none (bot/normalise.quoted_text).
+    # The question is often only understandable with it: 这个要带医保卡吗 under a notice (knowledge/followups.py).
+    quoted: str = ""
 
 
 def speaker(tracker: Tracker) -> Speaker:
@@ -33,6 +36,7 @@ def speaker(tracker: Tracker) -> Speaker:
         sender_id=metadata.get("sender_id") or sender or tracker.sender_id,
         sender_name=metadata.get("sender_name") or sender or tracker.sender_id,
         addressed=metadata.get("addressed", True) is not False,
+        quoted=str(metadata.get("quoted") or ""),
     )
 
 

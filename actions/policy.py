@@ -18,17 +18,21 @@ from sqlalchemy.orm import Session
 from actions.context import Speaker, deliver_message, speaker
 from actions.format import run_messages
 from actions.runtime import in_transaction, services
+from bot.texts import local_time
 from bot.texts import text as t
 from bot.ticket_notices import filing_notices
 from grid.clock import LOCAL_TZ
 from grid.geography import ChatGroup, Worker, asker_regions
+from grid.notices import Notice
 from grid.service import TicketService
+from knowledge import followups
 from knowledge.base import Answer
 from knowledge.questions import AskedQuestion, last_answer_to
 from storage.base import utcnow
 
 CONSULT_CATEGORY = "咨询"
 Messages = list[dict[str, Any]]
+Events = list[dict[str, Any]]
 
 
 class ActionAnswerPolicy(Action):
@@ -38,8 +42,9 @@ class ActionAnswerPolicy(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
         who = speaker(tracker)
         question = (tracker.latest_message or {}).get("text") or ""
-        run_messages(dispatcher, await in_transaction(lambda session: answer_or_hand_off(session, who, question)))
-        return []
+        messages, events = await in_transaction(lambda session: answer_offer_or_hand_off(session, who, question))
+        run_messages(dispatcher, messages)
+        return events
 
 
 def _asked(who: Speaker, question: str, found: Answer | None) -> AskedQuestion:
@@ -63,26 +68,70 @@ def _answered(found: Answer) -> Messages:
 
 def knowledge_answer(session: Session, who: Speaker, question: str) -> Messages | None:
     """The knowledge base's confident answer with its source (recorded as asked and answered), or None: the evidence
-    other actions weigh when NLU's intent fits the words badly (a policy question taken for a status check)."""
+    other actions weigh when NLU's intent fits the words badly (a policy question taken for a status check).
+
+    The question is read in its context (knowledge/followups.py): the message it quotes, else what was just answered
+    to this asker — a follow-up (那要带什么材料) is answered from that entry's relevant sentences, never from another
+    entry, and a question about a quoted notice from the notice."""
     today: date = utcnow().astimezone(LOCAL_TZ).date()
-    found = services().knowledge.answer(session, question, asker_regions(session, who.group_id), today)
-    if found is None:
+    kb, regions = services().knowledge, asker_regions(session, who.group_id)
+    window = services().followup_window
+    context = followups.context_for(session, kb, who.sender_id, who.group_id, who.quoted, regions, today, window)
+    reading = followups.read(session, kb, question, regions, today, context, addressed=who.addressed)
+    if reading is None:
         return None
-    session.add(_asked(who, question, found))
-    return _answered(found)
+    if reading.notice is not None:
+        session.add(_asked_notice(who, question, reading.notice))
+        return _answered_from_notice(reading.notice, reading.excerpt or reading.notice.body)
+    assert reading.answer is not None
+    session.add(_asked(who, question, reading.answer))
+    return _answered(reading.answer) if reading.excerpt is None else _answered_in_part(reading.answer, reading.excerpt)
 
 
-def answer_or_hand_off(session: Session, who: Speaker, question: str, template: str = "policy.handoff_resident") -> Messages:
-    """The knowledge base's confident answer with its source, else the question to the grid worker (`template`
-    tells the resident so); unaddressed and unanswerable: nothing at all."""
+def _answered_in_part(found: Answer, excerpt: str) -> Messages:
+    """A follow-up's answer: the sentences of the entry that answer it, naming the entry and its source."""
+    entry = found.entry
+    answer = t("policy.followup_answer", title=entry.title, excerpt=excerpt, citation=entry.citation())
+    return [{"text": answer}, {"json_message": {"expect": "feedback"}}]
+
+
+def _asked_notice(who: Speaker, question: str, notice: Notice) -> AskedQuestion:
+    """Recorded like a knowledge answer, the notice in place of an entry: a follow-up or "没用" then refers to it."""
+    return AskedQuestion(
+        group_id=who.group_id,
+        asker_id=who.sender_id,
+        asker_name=who.sender_name,
+        question=question,
+        answered=True,
+        entry_external_id=f"{followups.NOTICE_ANSWER_PREFIX}{notice.id}",
+    )
+
+
+def _answered_from_notice(notice: Notice, excerpt: str) -> Messages:
+    answer = t("policy.notice_answer", excerpt=excerpt, title=notice.title, published=local_time(notice.publish_at))
+    return [{"text": answer}, {"json_message": {"expect": "feedback"}}]
+
+
+def answer_offer_or_hand_off(
+    session: Session, who: Speaker, question: str, template: str = "policy.handoff_resident"
+) -> tuple[Messages, Events]:
+    """The knowledge base's confident answer with its source; else, addressed, the plausible entries offered as
+    "您想问的是…" (actions/suggestions.py; the events are the slots remembering the offer, for the caller to return
+    to Rasa); else the question to the grid worker (`template` tells the resident so). Unaddressed and unanswerable:
+    nothing at all, and never an offer nobody asked for."""
     answered = knowledge_answer(session, who, question)
     if answered is not None:
-        return answered
+        return answered, []
     if not who.addressed:
-        return []  # unasked and unanswerable: no 咨询 ticket on a guess (a recipe is not the worker's question)
+        return [], []  # unasked and unanswerable: no 咨询 ticket on a guess (a recipe is not the worker's question)
+    from actions.suggestions import offer  # here: actions/suggestions.py builds on this module
+
+    offered = offer(session, who, question)
+    if offered is not None:
+        return offered
     asked = _asked(who, question, None)
     session.add(asked)
-    return hand_off(session, who, asked, question, template)
+    return hand_off(session, who, asked, question, template), []
 
 
 class ActionAnswerUnhelpful(Action):
@@ -104,10 +153,14 @@ class ActionAnswerUnhelpful(Action):
 
 
 def hand_off(session: Session, who: Speaker, asked: AskedQuestion, description: str, template: str) -> Messages:
-    """File a 咨询 ticket for the group's worker; without a group (a private asker) only record the question."""
+    """File a 咨询 ticket for the group's worker; without a group (a private asker) only record the question.
+
+    A question quoting a message (这个要带医保卡吗 under a notice) carries the quote: the worker must see what it asks about."""
     group = session.get(ChatGroup, who.group_id) if who.group_id else None
     if group is None:
         return [{"text": t("policy.handoff_resident_no_worker")}]
+    if who.quoted and who.quoted not in description:
+        description = t("policy.handoff_quoted", question=description, quoted=who.quoted)
     filing = TicketService(session).file_report(
         group_id=group.id,
         reporter_id=who.sender_id,

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from grid.emergencies import EmergencyTriage
 from knowledge.base import KnowledgeBase
 from storage.engine import unit_of_work, with_reconnect
 
@@ -22,6 +23,10 @@ class ActionServices:
     session_factory: sessionmaker[Session]
     knowledge: KnowledgeBase
     duplicate_window: timedelta = timedelta(hours=72)
+    # How long after an answer a question naming nothing of its own is read as about it (knowledge/followups.py).
+    followup_window: timedelta = timedelta(minutes=10)
+    # Life-safety reports recognised at filing (grid/emergencies.py); None: no recognition, the old keyword rule only.
+    emergencies: EmergencyTriage | None = None
 
 
 _services: ActionServices | None = None

@@ -13,12 +13,13 @@ from sqlalchemy.orm import Session
 
 from actions.context import Speaker, deliver, deliver_message, entity, speaker
 from actions.format import run_messages
-from actions.policy import answer_or_hand_off, knowledge_answer
+from actions.places import whole_place
+from actions.policy import Events, answer_offer_or_hand_off, knowledge_answer
 from actions.runtime import in_transaction, services
 from actions.unplaced import too_long_for_small_talk
 from bot.texts import error_text, local_time, status_name
 from bot.texts import text as t
-from bot.ticket_notices import filing_notices, notices_for
+from bot.ticket_notices import emergency_advice, filing_notices, notices_for, told_text
 from grid.geography import Worker
 from grid.ratings import Rating, parse_rating
 from grid.service import TicketService
@@ -54,17 +55,35 @@ class ValidateReportForm(FormValidationAction):
     def validate_location(
         self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
+        """The place as the resident said it: NLU's pieces (a list when it tagged two) joined into the whole spot;
+        a free answer to "where?" (the whole text) is kept as said."""
+        latest = tracker.latest_message or {}
+        whole = whole_place(latest.get("text") or "", latest.get("entities") or [])
+        pieces = slot_value if isinstance(slot_value, list) else [slot_value] if slot_value else []
+        if whole and all(str(piece) in whole for piece in pieces):
+            slot_value = whole
+        if isinstance(slot_value, list):
+            slot_value = slot_value[0] if slot_value else None
         return {"location": clean_location(str(slot_value)) if slot_value else None}
 
     def validate_issue_description(
         self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        """Keep the first description: an answer to "where?" that NLU also reads as a report must not replace it."""
+        """Keep the first description: an answer to "where?" that NLU also reads as a report must not replace it.
+
+        A new description that is an emergency, said without a place, gets its advice (whom to call) at once."""
         if tracker.get_slot("requested_slot") not in (None, "issue_description"):
             earlier = value_before_latest_message(tracker, "issue_description")
             if earlier:
                 return {"issue_description": earlier}
         value = str(slot_value or "").strip()
+        if value and not (tracker.slots_to_validate().get("location") or tracker.get_slot("location")):
+            # The form asks "where?" next; whom to call in an emergency cannot wait for that answer (the reply
+            # that files the ticket says it again).
+            triage = services().emergencies
+            found = triage.recognise(value) if triage and speaker(tracker).group_id else None
+            if found is not None:
+                dispatcher.utter_message(text=emergency_advice(found.kind))
         return {"issue_description": value or None}
 
 
@@ -104,7 +123,7 @@ class ActionSubmitTicket(Action):
     def _file(self, session: Session, who: Speaker, description: str, location: str, hint: str | None) -> Messages:
         if not who.group_id:
             return [{"text": t("tickets.not_a_group")}]
-        service = TicketService(session)
+        service = TicketService(session, services().emergencies)
         try:
             filing = service.file_report(
                 group_id=who.group_id,
@@ -124,6 +143,13 @@ class ActionSubmitTicket(Action):
             "location": ticket.location,
             "deadline": local_time(ticket.deadline_at),
         }
+        if filing.emergency is not None:
+            # Whom to call comes first, in this very reply: the ticket brings a worker in minutes, 119 in fewer.
+            advice, kind_name = emergency_advice(filing.emergency.kind), filing.emergency.kind.name
+            if filing.duplicate:
+                return [{"text": t("tickets.duplicate_emergency", advice=advice, number=ticket.number)}]
+            filed = t("tickets.filed_emergency", **common, advice=advice, kind_name=kind_name, told=told_text(session, filing))
+            return [{"text": filed}, *({"json_message": deliver_message(n)} for n in filing_notices(session, filing))]
         if filing.duplicate:
             return [{"text": t("tickets.duplicate", **common, status_name=status_name(ticket.status))}]
         worker = session.get(Worker, ticket.assignee_id) if ticket.assignee_id else None
@@ -170,9 +196,11 @@ class ActionRateService(Action):
         if rating is None and too_long_for_small_talk(said):
             # No rating in it and too long to be one: a request NLU misread (a pollution complaint was told to
             # reply 满意/不满意). The knowledge base, else a person, like any message NLU could not place.
-            messages = await in_transaction(lambda s: answer_or_hand_off(s, who, said, "policy.handoff_unplaced"))
+            messages, events = await in_transaction(
+                lambda s: answer_offer_or_hand_off(s, who, said, "policy.handoff_unplaced")
+            )
             run_messages(dispatcher, messages)
-            return []
+            return events
         if rating is None:
             dispatcher.utter_message(text=t("tickets.rating_unclear"))
             return []
@@ -201,16 +229,18 @@ class ActionTicketStatus(Action):
         who = speaker(tracker)
         number = entity(tracker, "ticket_number")
         said = (tracker.latest_message or {}).get("text") or ""
-        run_messages(dispatcher, await in_transaction(lambda s: self._status(s, who, number, said)))
-        return []
+        messages, events = await in_transaction(lambda s: self._status(s, who, number, said))
+        run_messages(dispatcher, messages)
+        return events
 
-    def _status(self, session: Session, who: Speaker, number: str | None, said: str) -> Messages:
+    def _status(self, session: Session, who: Speaker, number: str | None, said: str) -> tuple[Messages, Events]:
+        """The resident's tickets, or what the words were really about; events remember a "您想问的是" offer."""
         service = TicketService(session)
         if number:
             try:
                 tickets = [service.get(number)]
             except TicketError as err:
-                return [{"text": error_text(err.code, err.params)}]
+                return [{"text": error_text(err.code, err.params)}], []
         else:
             tickets = service.open_tickets_of(who.sender_id)
         if not tickets and not number and who.addressed:
@@ -218,10 +248,10 @@ class ActionTicketStatus(Action):
             # (我是二级残疾有护理补贴吗): a confident knowledge-base answer is the better reply; a long message that is
             # neither goes to a person like any message NLU could not place ("我报的事呢" is short).
             if too_long_for_small_talk(said):
-                return answer_or_hand_off(session, who, said, "policy.handoff_unplaced")
-            return knowledge_answer(session, who, said) or [{"text": t("tickets.status_none")}]
+                return answer_offer_or_hand_off(session, who, said, "policy.handoff_unplaced")
+            return knowledge_answer(session, who, said) or [{"text": t("tickets.status_none")}], []
         if not tickets:
-            return [{"text": t("tickets.status_none")}] if who.addressed else []
+            return ([{"text": t("tickets.status_none")}] if who.addressed else []), []
         lines = [
             t(
                 "tickets.status_line",
@@ -233,4 +263,4 @@ class ActionTicketStatus(Action):
             )
             for x in tickets[:5]
         ]
-        return [{"text": "\n".join([t("tickets.status_header"), *lines])}]
+        return [{"text": "\n".join([t("tickets.status_header"), *lines])}], []

@@ -23,7 +23,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.context import speaker
 from actions.format import run_messages
-from actions.policy import answer_or_hand_off
+from actions.policy import answer_offer_or_hand_off
 from actions.runtime import in_transaction
 from bot.texts import text as t
 
@@ -63,6 +63,8 @@ class ActionUnplaced(Action):
                 dispatcher.utter_message(text=t("policy.small_talk"))
             return []
         question = latest.get("text") or ""
-        messages = await in_transaction(lambda session: answer_or_hand_off(session, who, question, "policy.handoff_unplaced"))
+        messages, events = await in_transaction(
+            lambda session: answer_offer_or_hand_off(session, who, question, "policy.handoff_unplaced")
+        )
         run_messages(dispatcher, messages)
-        return []
+        return events

@@ -88,7 +88,13 @@ class ActionWorkerHelp(Action):
         who = speaker(tracker)
         actor = await in_transaction(lambda s: TicketService(s).actor_for(who.sender_id, who.channel))
         is_worker = actor.role in (Role.WORKER, Role.LEAD)
-        dispatcher.utter_message(text=t("help.worker" if is_worker else "help.resident"))
+        # A worker's own words the router could not read (bot/worker_words.py) arrive as command_text: say so first,
+        # so the commands read as "this is what I understand", not as an answer to what they said.
+        said = (entity(tracker, "command_text") or "").strip()
+        help_text = t("help.worker" if is_worker else "help.resident")
+        if is_worker and said:
+            help_text = f"{t('help.worker_not_understood', said=said)}\n{help_text}"
+        dispatcher.utter_message(text=help_text)
         return []
 
 

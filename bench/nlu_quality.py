@@ -109,6 +109,8 @@ def main() -> None:
     table.add_row("intent macro-F1", *(f"{r[0].intent_macro_f1:.3f}" for r in rows.values()), ">= 0.95")
     table.add_row("intent accuracy", *(f"{r[0].intent_accuracy:.3f}" for r in rows.values()), "")
     table.add_row("location entity F1", *(f"{location_f1(r[0]):.3f}" for r in rows.values()), ">= 0.90")
+    trained = (_minutes(rasa_process.training_seconds(model)) for model in models.values())
+    table.add_row("training time (when trained here)", *trained, "<= 5 min")
     table.add_row("false triggers on chatter", *(f"{r[1]:.1%} of {r[2]}" for r in rows.values()), "<= 2 %")
     table.add_row("held-out requests answered without @", *(f"{r[3]:.1%} of {r[4]}" for r in rows.values()), "")
     console.print(table)
@@ -118,6 +120,10 @@ def main() -> None:
     console.print(f"weakest intents ({name}): " + ", ".join(f"{intent} {f1:.2f}" for intent, f1 in weakest))
     for line in examples[:10]:
         console.print(f"  would answer unasked: {line}")
+
+
+def _minutes(seconds: float | None) -> str:
+    return "not timed (from the cache)" if seconds is None else f"{seconds / 60:.1f} min"
 
 
 def trigger_run(model: Path, workdir: Path, settings: Settings) -> tuple[float, int, float, int, list[str]]:

@@ -148,9 +148,7 @@ ADDRESSED_SETS = SETS[3:]  # residents' messages and policy questions
 def brush_offs() -> dict[str, str]:
     """The replies that tell an addressed resident nothing, by name: read from the domain and the texts."""
     domain = yaml.safe_load((PROJECT_ROOT / "domain.yml").read_text(encoding="utf-8"))["responses"]
-    canned = {
-        name: domain[name][0]["text"] for name in ("utter_chitchat", "utter_out_of_scope", "utter_default", "utter_iamabot")
-    }
+    canned = {name: domain[name][0]["text"] for name in ("utter_out_of_scope", "utter_default", "utter_iamabot")}
     canned |= {key: t(key) for key in ("policy.small_talk", "tickets.rating_unclear", "tickets.status_none")}
     return {name: line.split("。")[0] for name, line in canned.items()}
 
@@ -170,6 +168,8 @@ def outcome(replies: list[dict[str, str]], canned: dict[str, str]) -> tuple[str,
         return "ticket / hand-off", None
     if "哪个位置" in first:
         return "asked for the place", None
+    if first.startswith(t("suggestions.offer", options="").split("\n")[0]):
+        return "offered entries (您想问的是)", None
     return "other reply", None
 
 
@@ -201,6 +201,7 @@ def addressed_table(rows: list[tuple[RealSet, Counter[str]]], model: str) -> Tab
         "ticket / hand-off",
         "asked for the place",
         "answered (knowledge base)",
+        "offered entries (您想问的是)",
         "other reply",
         "brush-off",
         "silence",

@@ -49,7 +49,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings)
         window = timedelta(hours=settings.duplicate_window_hours)
-        configure(ActionServices(services.session_factory, services.knowledge, duplicate_window=window))
+        followup_window = timedelta(seconds=settings.followup_window_seconds)
+        configure(
+            ActionServices(
+                services.session_factory,
+                services.knowledge,
+                duplicate_window=window,
+                followup_window=followup_window,
+                emergencies=services.emergencies,
+            )
+        )
         app.state.services = services
         jobs = [asyncio.create_task(run_forever(job, services)) for job in default_jobs(services)]
         app.state.notices = notices = NoticeService(settings, services.session_factory, list(services.channels))

@@ -179,7 +179,9 @@ def kb_calibrate(
             console.print(
                 f"[bold]{kb.mode}[/bold]: lexical ≥ {policy.lexical_threshold}{dense}, margin {policy.margin}, "
                 f"{policy.combine}; on {outcome.total} questions: {outcome.correct_rate:.1%} answered correctly, "
-                f"{outcome.wrong_rate:.1%} wrongly, top-1 {outcome.top1_accuracy:.3f}"
+                f"{outcome.wrong_rate:.1%} wrongly, top-1 {outcome.top1_accuracy:.3f}; 您想问的是… offered from "
+                f"{policy.suggest_floor}: {outcome.right_with_suggestions:.1%} of answerable questions right with a pick, "
+                f"{outcome.offered_unanswerable}/{outcome.unanswerable} unanswerable offered"
             )
     finally:
         engine.dispose()

@@ -5,6 +5,9 @@ runs it off the event loop, words each notice for its recipient (texts: bot/text
 and sends the messages after the claims committed. A crash between commit and delivery loses that
 round's chat messages but never doubles them; the `remind` / `overdue` history events still reach the
 outbox, so external systems see every escalation.
+
+The emergency round (`check_emergencies`) works the same way on a shorter beat: a life-safety ticket nobody has
+accepted is told again to its worker and the community lead every EMERGENCY_RENOTICE_MINUTES until someone does.
 """
 
 from __future__ import annotations
@@ -20,7 +23,15 @@ from bot.messages import OutgoingMessage, TargetType
 from bot.runtime import Services
 from bot.texts import colour_name, local_time
 from bot.texts import text as t
-from grid.deadlines import Audience, DeadlineNotice, NoticeKind, Recipient, due_notices
+from grid.deadlines import (
+    Audience,
+    DeadlineNotice,
+    EmergencyRenotice,
+    NoticeKind,
+    Recipient,
+    due_emergency_renotices,
+    due_notices,
+)
 from storage.base import utcnow
 from storage.engine import unit_of_work
 
@@ -94,3 +105,40 @@ async def check_deadlines(services: Services) -> None:
         len(notices) - reminders,
         len(messages),
     )
+
+
+# --- emergencies nobody has accepted (issue #23 item 3) ---------------------------------------------------------
+
+
+def renotice_message(renotice: EmergencyRenotice, recipient: Recipient) -> OutgoingMessage:
+    """The worker is asked to accept now; the lead is told who has not, to call them or dispatch someone else."""
+    common = {
+        "number": renotice.number,
+        "kind_name": renotice.kind_name,
+        "location": renotice.location,
+        "description": renotice.description,
+        "elapsed": duration_text(renotice.noticed_at - renotice.created_at),
+    }
+    if recipient.audience is Audience.ASSIGNEE:
+        body = t("emergencies.renotice_assignee", **common)
+    else:
+        assignee_name = renotice.assignee.name if renotice.assignee else t("emergencies.no_assignee")
+        body = t("emergencies.renotice_lead", assignee_name=assignee_name, **common)
+    return OutgoingMessage(TargetType.CONTACT, recipient.worker_id, body)
+
+
+def _claim_renotices(factory: sessionmaker[Session], now: datetime, every: timedelta) -> list[EmergencyRenotice]:
+    with unit_of_work(factory) as session:
+        return due_emergency_renotices(session, now, every)
+
+
+async def check_emergencies(services: Services) -> None:
+    """One round: every emergency still not accepted a whole interval after its last notice is told again, to its
+    worker and the community lead; claims commit before anything is sent, as in the 督办 round."""
+    every = timedelta(minutes=services.settings.emergency_renotice_minutes)
+    renotices = await asyncio.to_thread(_claim_renotices, services.session_factory, utcnow(), every)
+    if not renotices:
+        return
+    messages = [renotice_message(r, recipient) for r in renotices for recipient in r.recipients]
+    await services.dispatcher.send(messages, origin=services.webchat.name)
+    log.warning("emergency re-notice: %d emergencies still not accepted, %d messages sent", len(renotices), len(messages))

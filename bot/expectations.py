@@ -1,4 +1,4 @@
-"""Who the bot is waiting to hear from, and for what: a location for a report form, a rating, or feedback.
+"""Who the bot is waiting to hear from, and for what: a location for a report form, a rating, feedback, or a pick.
 
 Groups are noisy, so an unaddressed message is normally ignored; an expected reply is not. Kept in Redis
 when configured (shared by all app processes), in memory otherwise. A dead Redis degrades to "not
@@ -21,6 +21,7 @@ class Awaiting(StrEnum):
     FORM = "form"  # Rasa has an active form asking this person something
     RATING = "rating"  # a worker resolved this person's ticket; the bot asked for a rating
     FEEDBACK = "feedback"  # the bot answered from the knowledge base; "没用" refers to that answer
+    CHOICE = "choice"  # the bot offered entries ("您想问的是…"); "2" or "都不是" is the pick (bot/choices.py)
 
 
 class Expectations(Protocol):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from bot.deadline_job import check_deadlines
+from bot.deadline_job import check_deadlines, check_emergencies
 from bot.outbox_job import deliver_outbox
 from bot.runtime import Services
 from bot.settings import namespace_for
@@ -75,6 +75,7 @@ def default_jobs(services: Services) -> list[PeriodicJob]:
         PeriodicJob("deferred-messages", settings.deferred_retry_seconds, retry_deferred),
         PeriodicJob("outbox-delivery", settings.outbox_interval_seconds, deliver_outbox),
         PeriodicJob("deadlines", settings.deadline_check_seconds, check_deadlines),
+        PeriodicJob("emergency-renotice", settings.emergency_check_seconds, check_emergencies),
         PeriodicJob("outbound-retry", settings.outbound_retry_seconds, retry_outbound),
     ]
 

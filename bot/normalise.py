@@ -21,7 +21,7 @@ _WIDTH_FOLD = {code: code - 0xFEE0 for code in (*range(0xFF10, 0xFF1A), *range(0
 _WIDTH_FOLD[0x3000] = 0x20
 
 # A quoted message: 「张三：原文」 or "张三：原文" followed by WeChat's dashed separator line, then the reply.
-_QUOTE_BLOCK = re.compile(r"^\s*[「\"“].*?[」\"”]\s*\n\s*(?:-\s*){5,}\s*\n?", re.DOTALL)
+_QUOTE_BLOCK = re.compile(r"^\s*[「\"“](?P<quoted>.*?)[」\"”]\s*\n\s*(?:-\s*){5,}\s*\n?", re.DOTALL)
 _SEPARATOR = re.compile(r"^\s*(?:-\s*){5,}\s*$", re.MULTILINE)
 # An @mention runs to WeChat's U+2005 (or a plain space) after the name.
 _MENTION = re.compile(r"@[^\s\u2005@]{1,20}[\u2005 ]?")
@@ -53,6 +53,16 @@ def normalise(text: str, bot_name: str) -> str:
     cleaned = _t2s().convert(cleaned)
     cleaned = _SPACES.sub(" ", cleaned).strip()[:NLU_MAX_CHARS].rstrip()  # the cap may cut right after a space
     return cleaned if has_words(cleaned) else ""
+
+
+def quoted_text(text: str, bot_name: str) -> str:
+    """The message a reply quotes, normalised like any text (its author's "张三：" kept), or "" when none.
+
+    `normalise` drops the quote so NLU reads the reply's own words; what the reply is about (a notice, a
+    neighbour's report, the bot's own answer or ticket notice) is often only in the quote.
+    """
+    found = _QUOTE_BLOCK.match(unicodedata.normalize("NFC", text).translate(_WIDTH_FOLD))
+    return normalise(found.group("quoted"), bot_name) if found else ""
 
 
 def has_words(text: str) -> bool:

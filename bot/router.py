@@ -13,20 +13,23 @@ Everything else is chatter and gets silence: in a group, silence beats a wrong r
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from bot.choices import parse_choice
 from bot.commands import parse_command
 from bot.deferred import DeferredStore
 from bot.expectations import Awaiting, Expectations
 from bot.group_settings import GroupPolicies, GroupPolicy
 from bot.messages import IncomingMessage, Mention, OutgoingMessage, TargetType, conversation_id
-from bot.normalise import normalise
+from bot.normalise import normalise, quoted_text
 from bot.rasa_client import RasaClient, RasaUnavailable
 from bot.settings import Settings
 from bot.texts import text as t
+from bot.worker_desk import WorkerDesk
 from grid.clock import LOCAL_TZ
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,7 @@ class MessageRouter:
         policies: GroupPolicies,
         clock: Callable[[], datetime] = _local_now,
         state_store_up: Callable[[], Awaitable[bool]] | None = None,
+        workers: WorkerDesk | None = None,
     ) -> None:
         self.settings = settings
         self.rasa = rasa
@@ -69,6 +73,7 @@ class MessageRouter:
         self.policies = policies
         self.clock = clock
         self._state_store_up = state_store_up
+        self.workers = workers  # reads a known worker's own words (None: exact commands only)
 
     async def handle(self, message: IncomingMessage) -> list[OutgoingMessage]:
         """Route one message; if Rasa is down, hold it for retry and tell an addressing resident to wait."""
@@ -112,21 +117,34 @@ class MessageRouter:
         parse_data: dict[str, Any] | None = None  # the decision's NLU result, reused by the turn (one parse)
         if message.is_private:
             command = parse_command(text)
-            rasa_text = command.as_rasa_message() if command else text
+            # A known worker's words (收到, 0123修好了, typed commands too) are read against their desk: a /worker_…
+            # command, or the app's own question back; a resident's private message goes on to NLU as before.
+            worker = await self.workers.read(message, text) if self.workers is not None else None
+            if worker is not None and worker.reply is not None:
+                return [self._reply(message, worker.reply)]
+            command = worker.command if worker is not None else command
+            picked = None if command else await self._answer_to_offer(conv, text, await self.expectations.awaiting(conv))
+            rasa_text = command.as_rasa_message() if command else picked or text
         else:
             assert message.group_id is not None
             policy = await self._policy(message.group_id)
             stripped = policy.strip_prefix(text)
             rasa_text = stripped or text
             addressed = message.mentions_bot or stripped is not None
+            awaiting = await self.expectations.awaiting(conv)
+            if awaiting is Awaiting.CHOICE and (addressed or parse_choice(rasa_text) is not None):
+                # A pick needs no @ (the bot asked for it), like a rating; an addressed message that is none ends the offer.
+                rasa_text = await self._answer_to_offer(conv, rasa_text, awaiting) or rasa_text
+                addressed, awaiting = True, None
             if not addressed:
-                awaiting = await self.expectations.awaiting(conv)
                 parse_data = await self.unaddressed_parse(rasa_text, awaiting, policy)
                 if parse_data is None:
                     return []
                 if awaiting is not None:
                     await self.expectations.clear(conv)  # an expectation lets one reply through
-                    addressed = True  # the answer to the bot's own question
+                    # The answer to the bot's own question is addressed; a confident request that merely came
+                    # while something was awaited stays as careful as any unasked message.
+                    addressed = self.answers_awaited(parse_data, awaiting)
         metadata = {
             "addressed": addressed,
             "channel": message.channel,
@@ -134,6 +152,8 @@ class MessageRouter:
             "sender_id": message.sender_id,
             "sender_name": message.sender_name,
             "message_id": message.message_id,
+            # What the message quotes (normalise drops it from the text): context for the question (knowledge/followups.py)
+            "quoted": quoted_text(message.text, self.settings.bot_name),
         }
         responses = await self.rasa.send(conv, rasa_text, metadata, parse_data)
         if not responses and self._state_store_up is not None and not await self._state_store_up():
@@ -142,6 +162,17 @@ class MessageRouter:
             # Treat it as Rasa being unavailable: hold the message and ask the resident to wait.
             raise RasaUnavailable("Rasa answered nothing and Redis (its tracker and lock store) is unreachable")
         return await self._collect(message, responses)
+
+    async def _answer_to_offer(self, conv: str, text: str, awaiting: Awaiting | None) -> str | None:
+        """`/pick_suggestion{"choice": n}` when the bot offered this person entries ("您想问的是…", Awaiting.CHOICE)
+        and the text is a pick (bot/choices.py), like worker commands a message NLU never has to guess; else None.
+        Called for a message the bot reads, it ends the offer either way: a pick uses it up, and anything else means
+        the resident moved on (a "1" an hour later is not a pick from a list long scrolled away)."""
+        if awaiting is not Awaiting.CHOICE:
+            return None
+        await self.expectations.clear(conv)
+        choice = parse_choice(text)
+        return None if choice is None else f"/pick_suggestion{json.dumps({'choice': choice})}"
 
     async def unaddressed_parse(self, text: str, awaiting: Awaiting | None, policy: GroupPolicy) -> dict[str, Any] | None:
         """The NLU result of an unaddressed group message the bot should answer; None means stay silent.
@@ -175,6 +206,16 @@ class MessageRouter:
             and speaks_unasked(name, parse_data)
         )
 
+    @staticmethod
+    def answers_awaited(parse_data: dict[str, Any], awaiting: Awaiting) -> bool:
+        """Whether the message is the reply the bot waits for (not merely a message that came meanwhile)."""
+        name = (parse_data.get("intent") or {}).get("name")
+        if awaiting is Awaiting.RATING:
+            return name == "rate_service"
+        if awaiting is Awaiting.FEEDBACK:
+            return name == "answer_unhelpful"
+        return awaiting is Awaiting.FORM
+
     def is_grid_matter(self, parse_data: dict[str, Any]) -> bool:
         """The open-set gate's word (rasa_components/grid_gate.py): DIET puts everything on some intent, so a
         confident intent alone spoke for recipes and train times. A model trained without the gate has no score:
@@ -193,6 +234,9 @@ class MessageRouter:
             if custom.get("expect") == "form" and not message.is_private:
                 # A form asked for a slot: its answer will come unaddressed (no tracker round trip to learn this).
                 await self.expectations.expect(message.conversation_id, Awaiting.FORM, self.settings.expect_reply_seconds)
+            if custom.get("expect") == "choice":
+                # "您想问的是…" listed entries: the next "2" or "都不是" is a pick, in a group (unaddressed) or privately.
+                await self.expectations.expect(message.conversation_id, Awaiting.CHOICE, self.settings.expect_reply_seconds)
             for item in custom.get("deliver", []):
                 outgoing.append(
                     OutgoingMessage(

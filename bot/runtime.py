@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -24,8 +25,11 @@ from bot.expectations import Expectations, MemoryExpectations, RedisExpectations
 from bot.group_settings import GroupPolicies
 from bot.privacy import mask_for_group
 from bot.rasa_client import RasaClient
+from bot.rasa_process import cache_dir
 from bot.router import MessageRouter
 from bot.settings import Settings, namespace_for
+from bot.worker_desk import MemoryPendingChoices, RedisPendingChoices, WorkerDesk
+from grid.emergencies import EmergencyTriage, load_recogniser
 from knowledge.base import KnowledgeBase
 from knowledge.embeddings import load_embedder
 from storage.engine import make_engine, make_session_factory
@@ -44,6 +48,7 @@ class Services:
     channels: ChannelRegistry
     dispatcher: Dispatcher
     intake: MessageIntake
+    emergencies: EmergencyTriage | None = None  # life-safety reports: red, due at once, the number to call
 
     async def aclose(self) -> None:
         await self.rasa.aclose()
@@ -55,6 +60,14 @@ class Services:
 def build_knowledge_base(settings: Settings) -> KnowledgeBase:
     """Hybrid when the configured embedding model loads, lexical-only (and logged) when it does not."""
     return KnowledgeBase(load_embedder(settings.kb_embedding_model, settings.kb_embedding_prefix))
+
+
+def build_emergency_triage(settings: Settings) -> EmergencyTriage:
+    """Emergencies by meaning with the knowledge base's embedding model (loaded once per process, so shared), by
+    each kind's keywords when there is none (logged); the trained recogniser is cached beside the offline models."""
+    embedder = load_embedder(settings.kb_embedding_model, settings.kb_embedding_prefix)
+    recogniser = load_recogniser(embedder, cache_dir() / "emergencies")
+    return EmergencyTriage(recogniser, deadline=timedelta(minutes=settings.emergency_deadline_minutes))
 
 
 def build_services(settings: Settings) -> Services:
@@ -73,6 +86,12 @@ def build_services(settings: Settings) -> Services:
         DeferredStore(factory, settings.received_stale_seconds),
         GroupPolicies(factory, settings),
         state_store_up=redis_pinger(redis_client) if redis_client else None,
+        workers=WorkerDesk(
+            factory,
+            RedisPendingChoices(redis_client, namespace) if redis_client else MemoryPendingChoices(),
+            settings.bot_name,
+            settings.expect_reply_seconds,
+        ),
     )
     webchat = WebChatChannel(factory, settings.bot_name)
     channels = ChannelRegistry([webchat, *build_platform_channels(settings, factory)])
@@ -87,6 +106,7 @@ def build_services(settings: Settings) -> Services:
         rasa=rasa,
         redis=redis_client,
         knowledge=build_knowledge_base(settings),
+        emergencies=build_emergency_triage(settings),
         webchat=webchat,
         router=router,
         channels=channels,

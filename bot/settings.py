@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     expect_reply_seconds: int = 30 * 60
     # How long after a knowledge-base answer the bot listens for the resident's "没用" (answer_unhelpful).
     expect_feedback_seconds: int = 30 * 60
+    # How long after a knowledge-base answer a question that names nothing of its own (那要带什么材料, 一个月能领多少)
+    # is read as about that answer (knowledge/followups.py). Short: later, such a question may be about anything.
+    followup_window_seconds: int = 10 * 60
     deferred_retry_seconds: float = 30.0
     # A message a platform was told had arrived (WeCom, wechaty) and no process finished handling within this long
     # is replayed by the deferred job: its process died mid-turn. Longer than any turn (Rasa's timeout and retry).
@@ -76,6 +79,12 @@ class Settings(BaseSettings):
     # How often queued outgoing chat messages (failed or paced sends on WeChat/WeCom) are tried again.
     outbound_retry_seconds: float = 5.0
     deadline_check_seconds: float = 60.0
+    # Life-safety emergencies (电梯困人, 着火, 燃气味…; grid/emergencies.py): their tickets are due this soon, and
+    # while nobody has accepted one, its worker and the community lead are told again every renotice interval.
+    # The check runs more often than the deadline check, because minutes count here.
+    emergency_deadline_minutes: float = 60.0
+    emergency_renotice_minutes: float = 5.0
+    emergency_check_seconds: float = 30.0
     # External systems that receive every ticket event, as JSON: [{"name": "city", "url": "https://…", "secret": "…"}]
     webhook_targets: str = ""
     # Keys that may create requests through Open311 POST (comma-separated); GET needs none unless the next is set.

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from bot.messages import Mention, OutgoingMessage, TargetType
 from bot.texts import colour_name, local_time
 from bot.texts import text as t
+from grid.emergencies import EmergencyKind
 from grid.geography import ChatGroup, Worker, community_lead
 from grid.service import Filing
 from grid.tickets import Ticket
@@ -34,13 +35,41 @@ def new_ticket_text(ticket: Ticket, session: Session, template: str = "tickets.w
 
 
 def filing_notices(session: Session, filing: Filing, template: str = "tickets.worker_new") -> list[OutgoingMessage]:
-    """A new ticket goes privately to its worker, with a copy to the community lead when red or unstaffed."""
-    notice = new_ticket_text(filing.ticket, session, template)
+    """A new ticket goes privately to its worker, with a copy to the community lead when red or unstaffed.
+
+    An emergency's notice opens with 【紧急工单】 and its kind, and says which number the resident was told to call,
+    so the worker arriving knows whether the fire brigade or the lift company is already on its way.
+    """
+    if filing.emergency is not None:
+        kind = filing.emergency.kind
+        notice = new_ticket_text(
+            filing.ticket, session, "tickets.worker_emergency", kind_name=kind.name, numbers=numbers_text(kind)
+        )
+    else:
+        notice = new_ticket_text(filing.ticket, session, template)
     assignee = filing.ticket.assignee_id
     messages = [OutgoingMessage(TargetType.CONTACT, assignee, notice)] if assignee else []
     lead_copy = t("tickets.lead_copy", notice=notice)
     messages.extend(OutgoingMessage(TargetType.CONTACT, person.id, lead_copy) for person in filing.notify)
     return messages
+
+
+def numbers_text(kind: EmergencyKind) -> str:
+    """96333、119: the numbers to call, in order."""
+    return t("emergencies.numbers_join").join(kind.numbers)
+
+
+def emergency_advice(kind: EmergencyKind) -> str:
+    """What the resident does first (whom to call), the opening of the reply that files their emergency."""
+    return t(f"emergencies.advice.{kind.code}")
+
+
+def told_text(session: Session, filing: Filing) -> str:
+    """Who was told of an emergency at once: 张敏（网格员）和李书记（社区负责人）, as the resident reads it."""
+    worker = session.get(Worker, filing.ticket.assignee_id) if filing.ticket.assignee_id else None
+    told = [t("emergencies.told_worker", name=worker.name)] if worker else []
+    told += [t("emergencies.told_lead", name=lead.name) for lead in filing.notify]
+    return t("emergencies.told_and").join(told) if told else t("emergencies.told_nobody")
 
 
 def notices_for(session: Session, ticket: Ticket, action: str, actor_id: str, note: str = "") -> list[OutgoingMessage]:

@@ -11,6 +11,9 @@ is claimed by setting `reminded_at` / `overdue_notified_at` and writing a histor
 and the ticket's optimistic lock (its version column) makes the slower of two claims fail on flush with
 StaleDataError. That ticket is then skipped here; the faster process sends its notice. Nothing here talks
 to a chat: the caller turns the returned notices into messages after its transaction commits.
+
+Emergencies (grid/emergencies.py) get one more kind of notice, claimed the same way: while nobody has accepted
+one, its worker and the lead are told again once per interval, counted from the history's last re-notice.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from grid.geography import Worker, community_lead
-from grid.service import SYSTEM_ACTOR
-from grid.tickets import Ticket
-from grid.workflow import OPEN_STATUSES, Role
+from grid.service import EMERGENCY_ACTION, SYSTEM_ACTOR
+from grid.tickets import Ticket, TicketEvent
+from grid.workflow import OPEN_STATUSES, Role, Status
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +185,99 @@ def _claim(session: Session, ticket: Ticket, kind: NoticeKind, now: datetime) ->
         grid_code=ticket.grid_code,
         created_at=ticket.created_at,
         deadline_at=ticket.deadline_at,
+        noticed_at=now,
+        assignee=assignee,
+        recipients=recipients,
+    )
+
+
+# --- emergencies nobody has accepted (issue #23 item 3) -------------------------------------------------------
+
+# An emergency in one of these has not been taken on by anyone yet: its worker and the lead are told again.
+NOT_ACCEPTED = frozenset({Status.SUBMITTED, Status.DISPATCHED, Status.TRANSFERRED})
+RENOTICE_ACTION = "renotice"
+
+
+@dataclass(frozen=True)
+class EmergencyRenotice:
+    """A claimed re-notice of an emergency still not accepted, as plain values (like DeadlineNotice)."""
+
+    ticket_id: int
+    number: str
+    kind_name: str
+    location: str
+    description: str
+    created_at: datetime
+    noticed_at: datetime
+    assignee: Recipient | None
+    recipients: tuple[Recipient, ...]
+
+
+def last_told(ticket: Ticket) -> datetime:
+    """When the ticket's handlers were last told of it: its latest re-notice, else its filing (the first notice)."""
+    return max((e.created_at for e in ticket.events if e.action == RENOTICE_ACTION), default=ticket.created_at)
+
+
+def renotice_due(ticket: Ticket, now: datetime, every: timedelta) -> bool:
+    """Not accepted, not yet past its deadline (督办 takes over then), and told nothing for a whole interval.
+
+    Computed from the history alone, so a restart neither repeats a re-notice nor skips one: after a long outage
+    the ticket gets one re-notice, not one per interval missed.
+    """
+    return Status(ticket.status) in NOT_ACCEPTED and now < ticket.deadline_at and now - last_told(ticket) >= every
+
+
+def due_emergency_renotices(session: Session, now: datetime, every: timedelta) -> list[EmergencyRenotice]:
+    """Claim and return the re-notices due at `now`: one per emergency ticket per interval, across processes.
+
+    Claimed like the deadline notices (a history event in a savepoint, the ticket's version checked), so of two
+    processes running the check at once only one tells anyone; the caller commits, then sends.
+    """
+    _require_aware(now)
+    _begin_writing(session)
+    marked = select(TicketEvent.ticket_id).where(TicketEvent.action == EMERGENCY_ACTION)
+    query = select(Ticket).where(
+        Ticket.id.in_(marked),
+        Ticket.status_in(NOT_ACCEPTED),
+        Ticket.deadline_at > now,
+        Ticket.created_at <= now - every,
+    )
+    candidates = list(session.scalars(query.order_by(Ticket.id)))
+    claimed: list[EmergencyRenotice] = []
+    for ticket in candidates:
+        if renotice_due(ticket, now, every) and (renotice := _claim_renotice(session, ticket, now)) is not None:
+            claimed.append(renotice)
+    return claimed
+
+
+def _claim_renotice(session: Session, ticket: Ticket, now: datetime) -> EmergencyRenotice | None:
+    """The worker who has it and the community lead (once, as the one who has it, if the same person); None if
+    another process claimed it first."""
+    worker = session.get(Worker, ticket.assignee_id) if ticket.assignee_id else None
+    assignee = Recipient(worker.id, worker.name, Audience.ASSIGNEE) if worker else None
+    lead_worker = community_lead(session, ticket.grid_code)
+    lead = Recipient(lead_worker.id, lead_worker.name, Audience.LEAD) if lead_worker else None
+    if assignee is not None and lead is not None and assignee.worker_id == lead.worker_id:
+        lead = None
+    recipients = tuple(r for r in (assignee, lead) if r is not None)
+    note = ",".join(r.worker_id for r in recipients) or None
+    kind_name = next((e.note or "" for e in ticket.events if e.action == EMERGENCY_ACTION), "")
+    try:
+        with session.begin_nested():
+            event = ticket.record(RENOTICE_ACTION, SYSTEM_ACTOR, Role.SYSTEM, note=note)
+            event.created_at = now  # the interval counts from the check that sent it, as renotice_due reads it
+    except StaleDataError:
+        log.info("emergency re-notice of %s: ticket changed concurrently; skipped, next round retries", ticket.number)
+        return None
+    if not recipients:
+        log.warning("emergency %s is not accepted and has nobody to tell (no worker, no community lead)", ticket.number)
+    return EmergencyRenotice(
+        ticket_id=ticket.id,
+        number=ticket.number,
+        kind_name=kind_name,
+        location=ticket.location,
+        description=ticket.description,
+        created_at=ticket.created_at,
         noticed_at=now,
         assignee=assignee,
         recipients=recipients,

@@ -18,6 +18,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from grid import outbox  # noqa: F401  (registers the outbox writer on every session)
 from grid.categories import Category, category_named, classify
 from grid.clock import LOCAL_TZ
+from grid.emergencies import Emergency, EmergencyTriage
 from grid.geography import ChatGroup, Department, Grid, Worker, community_lead, on_duty_worker
 from grid.ratings import Rating
 from grid.tickets import Ticket, TicketCounter, TicketEvent, TicketReporter
@@ -27,6 +28,9 @@ from storage.upsert import insert_ignoring_conflicts
 
 SYSTEM_ACTOR = "system"
 DUPLICATE_WINDOW = timedelta(hours=72)
+# History action that marks a ticket as a life-safety emergency (its note: the kind, 电梯困人): the re-notice job
+# (grid/deadlines.py) finds emergencies by it, so knowing one needs no column of its own.
+EMERGENCY_ACTION = "emergency"
 COLOURS = ("red", "yellow", "blue")
 
 
@@ -44,6 +48,11 @@ class Filing:
     ticket: Ticket
     duplicate: bool = False
     notify: list[Worker] = field(default_factory=list)  # besides the assignee: the lead for red tickets
+    emergency: Emergency | None = None  # a life-safety emergency: the resident is told whom to call, even on a duplicate
+
+
+def is_emergency(ticket: Ticket) -> bool:
+    return any(event.action == EMERGENCY_ACTION for event in ticket.events)
 
 
 def _towards(target: str, reason: str) -> str:
@@ -78,8 +87,11 @@ def same_place(a: str, b: str) -> bool:
 
 
 class TicketService:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, emergencies: EmergencyTriage | None = None) -> None:
+        """`emergencies`: how filing recognises life-safety reports; the app's edge injects it (the chat's report
+        form), None leaves red to the category keywords (tests, imports, callers that choose the category)."""
         self.session = session
+        self.emergencies = emergencies
 
     # --- 问 / 派 ---------------------------------------------------------------------------------
 
@@ -101,6 +113,11 @@ class TicketService:
 
         A report from a group belongs to the group's grid; one from elsewhere (the 12345 hotline through
         Open311, the console) names its grid.
+
+        A life-safety emergency (电梯困人, 着火…), recognised by meaning when the service was given a recogniser and
+        the caller chose no category, is filed red under the emergency category whatever object it names, due
+        within the emergency deadline, and marked in its history; it only joins an open ticket that is itself an
+        emergency (a fire at a spot is not the blocked fire lane reported there yesterday), and vice versa.
         """
         group = self.session.get(ChatGroup, group_id) if group_id else None
         if group_id and group is None:
@@ -111,9 +128,10 @@ class TicketService:
         chosen = category_named(category) if category else None  # a caller's explicit choice (Open311 service_code)
         if category and chosen is None:
             raise TicketError("unknown_category", category=category)
-        kind: Category = chosen or classify(description, category_hint)
+        emergency = self.emergencies.recognise(description) if self.emergencies and chosen is None else None
+        kind: Category = chosen or self._emergency_category(emergency) or classify(description, category_hint)
         now = utcnow()
-        existing = self._open_duplicate(grid_code, kind.name, location, now - duplicate_window)
+        existing = self._open_duplicate(grid_code, kind.name, location, now - duplicate_window, emergency is not None)
         if existing is not None:
             if not existing.reported_by(reporter_id):
                 existing.co_reporters.append(
@@ -126,11 +144,12 @@ class TicketService:
                 )
                 existing.record("co_report", reporter_id, Role.RESIDENT, note=description)
             self._save(existing)
-            return Filing(existing, duplicate=True)
+            return Filing(existing, duplicate=True, emergency=emergency)
+        due = self.emergencies.deadline if emergency and self.emergencies else timedelta(hours=kind.deadline_hours)
         ticket = Ticket(
             number=self._next_number(),
             category=kind.name,
-            colour=kind.colour,
+            colour="red" if emergency else kind.colour,
             description=description,
             location=location,
             reporter_id=reporter_id,
@@ -139,7 +158,7 @@ class TicketService:
             grid_code=grid_code,
             status=Status.SUBMITTED,
             created_at=now,
-            deadline_at=now + timedelta(hours=kind.deadline_hours),
+            deadline_at=now + due,
         )
         ticket.events.append(
             TicketEvent(
@@ -152,6 +171,18 @@ class TicketService:
                 photos=list(photos) if photos else None,
             )
         )
+        if emergency is not None:
+            ticket.events.append(
+                TicketEvent(
+                    action=EMERGENCY_ACTION,
+                    from_status=Status.SUBMITTED,
+                    to_status=Status.SUBMITTED,
+                    actor_id=SYSTEM_ACTOR,
+                    actor_role=Role.SYSTEM,
+                    created_at=now,
+                    note=emergency.kind.name,
+                )
+            )
         self.session.add(ticket)
         worker = on_duty_worker(self.session, grid_code)
         lead = community_lead(self.session, grid_code)
@@ -160,16 +191,33 @@ class TicketService:
             ticket.apply("dispatch", SYSTEM_ACTOR, Role.SYSTEM, note=worker.id)
         self._save(ticket)
         notify = [lead] if lead is not None and (ticket.colour == "red" or worker is None) else []
-        return Filing(ticket, notify=notify)
+        return Filing(ticket, notify=notify, emergency=emergency)
 
-    def _open_duplicate(self, grid_code: str, category: str, location: str, since: datetime) -> Ticket | None:
+    def _emergency_category(self, emergency: Emergency | None) -> Category | None:
+        if emergency is None or self.emergencies is None:
+            return None
+        category = category_named(self.emergencies.category)
+        if category is None:
+            raise TicketError("unknown_category", category=self.emergencies.category)
+        return category
+
+    def _open_duplicate(
+        self, grid_code: str, category: str, location: str, since: datetime, emergency: bool = False
+    ) -> Ticket | None:
         query = select(Ticket).where(
             Ticket.grid_code == grid_code,
             Ticket.category == category,
             Ticket.created_at >= since,
             Ticket.status_in(OPEN_STATUSES),
         )
-        return next((t for t in self.session.scalars(query.order_by(Ticket.id)) if same_place(t.location, location)), None)
+        return next(
+            (
+                t
+                for t in self.session.scalars(query.order_by(Ticket.id))
+                if same_place(t.location, location) and is_emergency(t) == emergency
+            ),
+            None,
+        )
 
     # --- lookups ---------------------------------------------------------------------------------
 

@@ -7,6 +7,9 @@ scales) on labelled questions and stored in the database beside the index (`grid
 Evidence is put on one scale: each retriever's score divided by its own threshold (for cosines, measured
 from the model's floor — what unrelated sentences score — so 0 means unrelated and 1 means just enough).
 Confidence combines the two; an answer needs confidence ≥ 1 and a lead of `margin` over the runner-up.
+
+Below that bar an entry can still be plausible: confidence ≥ `suggest_floor` (calibrated too, see
+knowledge/calibration.py) makes it one of the "您想问的是…" suggestions the resident picks from (actions/suggestions.py).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from storage.types import UTCDateTime
 LEXICAL_ONLY = "lexical"
 DENSE_ONLY_SUFFIX = "#dense-only"
 Combine = Literal["max", "mean"]
+# "您想问的是…" lists at most this many entries: a resident reads three titles in a chat bubble, not a search page.
+MAX_SUGGESTIONS = 3
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,9 @@ class AnswerPolicy:
     margin: float = 0.1
     combine: Combine = "max"
     calibrated: bool = False
+    # Lowest confidence at which an entry is offered as "您想问的是…"; None (uncalibrated) offers nothing: the
+    # question goes to a person as before, rather than on a guessed floor.
+    suggest_floor: float | None = None
 
     def confidences(self, lexical: np.ndarray, dense: np.ndarray) -> np.ndarray:
         """Confidence of many candidates at once (dense NaN where unknown): the one formula, also used to calibrate."""
@@ -64,6 +72,15 @@ class AnswerPolicy:
         lexical = np.array([[c.lexical for c in candidates]])
         dense = np.array([[np.nan if c.dense is None else c.dense for c in candidates]])
         return candidates[0] if bool(self.answers(self.confidences(lexical, dense))[0]) else None
+
+    def plausible(self, candidates: list[Candidate]) -> list[tuple[Candidate, float]]:
+        """The entries worth offering when `choose` found none, most confident first, with their confidence: at
+        most MAX_SUGGESTIONS, each at or above the calibrated floor. Empty when one is chosen (it is answered) or no
+        floor is calibrated."""
+        if self.suggest_floor is None or not candidates or self.choose(candidates) is not None:
+            return []
+        scored = [(c, self.confidence(c)) for c in candidates[:MAX_SUGGESTIONS]]
+        return sorted([pair for pair in scored if pair[1] >= self.suggest_floor], key=lambda pair: -pair[1])
 
 
 # Used until `gridbot kb calibrate` has stored thresholds for the configured model (logged as uncalibrated).
@@ -93,12 +110,20 @@ class StoredPolicy(Base):
     questions: Mapped[int] = mapped_column(Integer, default=0)
     correct_rate: Mapped[float] = mapped_column(Float, default=0.0)
     wrong_rate: Mapped[float] = mapped_column(Float, default=0.0)
+    suggest_floor: Mapped[float | None] = mapped_column(Float, default=None)
     calibrated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def policy(self) -> AnswerPolicy:
         combine: Combine = "mean" if self.combine == "mean" else "max"
         return AnswerPolicy(
-            self.model, self.lexical_threshold, self.dense_threshold, self.dense_floor, self.margin, combine, calibrated=True
+            self.model,
+            self.lexical_threshold,
+            self.dense_threshold,
+            self.dense_floor,
+            self.margin,
+            combine,
+            calibrated=True,
+            suggest_floor=self.suggest_floor,
         )
 
 
@@ -114,6 +139,7 @@ def store_policy(session: Session, policy: AnswerPolicy, questions: int, correct
     stored.dense_floor = policy.dense_floor
     stored.margin = policy.margin
     stored.combine = policy.combine
+    stored.suggest_floor = policy.suggest_floor
     stored.questions = questions
     stored.correct_rate = correct_rate
     stored.wrong_rate = wrong_rate

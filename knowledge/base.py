@@ -49,6 +49,14 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Suggestion:
+    """An entry offered as "您想问的是…": plausible, but not enough to answer unasked for."""
+
+    entry: KnowledgeEntry
+    score: float  # on the answer policy's scale: at least its suggest_floor; below 1, or too close to another entry's
+
+
+@dataclass(frozen=True)
 class _State:
     index: HybridIndex
     policy: AnswerPolicy
@@ -155,3 +163,15 @@ class KnowledgeBase:
         assert entry is not None
         runner_up = max((policy.confidence(c) for c in candidates[1:]), default=0.0)
         return Answer(entry, policy.confidence(chosen), runner_up)
+
+    def suggestions(self, session: Session, query: str, regions: list[str], today: date) -> list[Suggestion]:
+        """The plausible entries to offer when `answer` gives none (the same top three it weighs), most likely
+        first; empty when it would answer, when nothing clears the calibrated floor, or with no floor calibrated.
+        Entries with the same title are offered once: the resident could not tell "1." from "2."."""
+        policy, candidates = self.ranked(session, query, regions, today, top_k=3)
+        offered: list[Suggestion] = []
+        for candidate, confidence in policy.plausible(candidates):
+            entry = session.get(KnowledgeEntry, candidate.entry_id)
+            if entry is not None and all(s.entry.title != entry.title for s in offered):
+                offered.append(Suggestion(entry, confidence))
+        return offered

@@ -39,8 +39,11 @@ class AskedQuestion(Base):
     handled: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-def last_answer_to(session: Session, asker_id: str, group_id: str | None, now: datetime | None = None) -> AskedQuestion | None:
-    """The latest answer this person got here, if recent enough for "没用" to mean it."""
+def last_answer_to(
+    session: Session, asker_id: str, group_id: str | None, now: datetime | None = None, window: timedelta = FEEDBACK_WINDOW
+) -> AskedQuestion | None:
+    """The latest answer this person got here within `window`: recent enough for "没用" to mean it (the default), or
+    for a question that names nothing of its own to be about it (knowledge/followups.py, a shorter window)."""
     now = now or utcnow()
     return session.scalar(
         select(AskedQuestion)
@@ -48,7 +51,7 @@ def last_answer_to(session: Session, asker_id: str, group_id: str | None, now: d
             AskedQuestion.asker_id == asker_id,
             AskedQuestion.group_id.is_(None) if group_id is None else AskedQuestion.group_id == group_id,
             AskedQuestion.answered.is_(True),
-            AskedQuestion.asked_at >= now - FEEDBACK_WINDOW,
+            AskedQuestion.asked_at >= now - window,
         )
         .order_by(AskedQuestion.asked_at.desc(), AskedQuestion.id.desc())
         .limit(1)

@@ -112,11 +112,10 @@ class E5SentenceFeaturizer(DenseFeaturizer, GraphComponent):
         into a batch would get slightly different features from the same sentence served alone."""
         if self._encoder is None:
             raise RuntimeError("E5SentenceFeaturizer used before it was trained or loaded")
-        for message in messages:
-            text = message.get(TEXT)
-            if text:
-                vector = self._encoder.encode(text)
-                self.add_features_to_message(sequence=None, sentence=vector.reshape(1, -1), attribute=TEXT, message=message)
+        with_text = [message for message in messages if message.get(TEXT)]
+        vectors = self._encoder.encode_many([message.get(TEXT) for message in with_text])
+        for message, vector in zip(with_text, vectors, strict=True):
+            self.add_features_to_message(sequence=None, sentence=vector.reshape(1, -1), attribute=TEXT, message=message)
 
     def process(self, messages: list[Message]) -> list[Message]:
         self._featurize(messages)

@@ -16,7 +16,6 @@ so training and serving see the same vectors. Parameters are stored as arrays an
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -35,29 +34,14 @@ from scipy.sparse import csr_matrix, hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from rasa_components.e5_encoder import ENCODER_DIR_ENV, E5Encoder, card_digest
+from rasa_components.e5_encoder import ENCODER_DIR_ENV, card_digest
+from rasa_components.gate_negatives import NEGATIVES_DIR, negative_lines, negative_vectors, negatives_digest
 
 logger = logging.getLogger(__name__)
 
 OUTPUT = "grid_matter"
 PARAMS_FILE = "gate.npz"
-NEGATIVES_DIR = "nlu/real_negatives"  # relative to where `rasa train` runs: the project root
 VOCAB_FILE = "vocabulary.json"
-
-
-def _negative_lines(folder: Path) -> list[str]:
-    lines: list[str] = []
-    for path in sorted(folder.glob("*.txt")):
-        lines += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return lines
-
-
-def _digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.glob("*.txt")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
@@ -102,7 +86,7 @@ class GridMatterGate(GraphComponent):
     @classmethod
     def fingerprint_addon(cls, config: dict[str, Any]) -> str | None:
         """Rasa's training cache must retrain when the negatives or the encoder change, not only the NLU data."""
-        parts = [_digest(Path(config.get("negatives_dir") or NEGATIVES_DIR))]
+        parts = [negatives_digest(Path(config.get("negatives_dir") or NEGATIVES_DIR))]
         encoder = config.get("encoder_dir") or os.environ.get(ENCODER_DIR_ENV)
         if encoder and Path(encoder).is_dir():
             parts.append(card_digest(Path(encoder)))
@@ -110,11 +94,11 @@ class GridMatterGate(GraphComponent):
 
     # --- training ---------------------------------------------------------------------------------------
 
-    def _encoder(self) -> E5Encoder:
+    def _encoder_dir(self) -> Path:
         location = self._config.get("encoder_dir") or os.environ.get(ENCODER_DIR_ENV)
         if not location:
             raise ValueError(f"GridMatterGate: set `encoder_dir` in config.yml or {ENCODER_DIR_ENV}")
-        return E5Encoder(Path(location))
+        return Path(location)
 
     def train(self, training_data: TrainingData) -> Resource:
         grid = set(self._config["grid_intents"])
@@ -130,15 +114,11 @@ class GridMatterGate(GraphComponent):
             texts.append(example.get(TEXT))
             vectors.append(dense)
             labels.append(int(example.get(INTENT) in grid))
-        negatives = _negative_lines(Path(self._config["negatives_dir"]))
-        encoder = self._encoder()
-        logger.info("grid gate: encoding %d real negatives (plus %d NLU examples)", len(negatives), len(texts))
-        for number, line in enumerate(negatives, 1):
-            texts.append(line)
-            vectors.append(encoder.encode(line))
-            labels.append(0)
-            if number % 2000 == 0:
-                logger.info("grid gate: %d/%d negatives encoded", number, len(negatives))
+        negatives_dir = Path(self._config["negatives_dir"])
+        negatives = negative_lines(negatives_dir)
+        texts += negatives
+        vectors += list(negative_vectors(self._encoder_dir(), negatives_dir))
+        labels += [0] * len(negatives)
         vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32)
         chars = vectorizer.fit_transform(texts)
         features = hstack([csr_matrix(np.vstack(vectors)), chars]).tocsr()

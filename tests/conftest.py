@@ -6,15 +6,18 @@ import os
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import rasa_process
 from bot.demo import load_demo
-from bot.rasa_tokens import action_token, rasa_token
+from bot.rasa_tokens import ACTION_TOKEN_HEADER, action_token, rasa_token
 from bot.settings import Settings
-from storage.engine import make_engine, make_session_factory
+from grid.geography import Grid, Region, Worker
+from storage.engine import make_engine, make_session_factory, unit_of_work
+from tests.areas import Area
 from tests.servers import Chat, app_server, free_port, fresh_postgres
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -125,3 +128,35 @@ def admin_headers(session_factory: sessionmaker[Session]) -> dict[str, str]:
     from tests.accounts import headers_for
 
     return headers_for(session_factory, "admin")
+
+
+@pytest.fixture(scope="module")
+def webhook(database_url: str) -> Iterator[httpx.Client]:
+    """The app's action endpoint (/webhook) as Rasa calls it, on each database, with no Rasa server: tests of
+    actions set the intent, entities and metadata Rasa would send (tests.servers.action_call)."""
+    settings = Settings(
+        database_url=database_url, rasa_url=f"http://127.0.0.1:{free_port()}", app_port=free_port(), kb_embedding_model="none"
+    )
+    with (
+        app_server(settings) as url,
+        httpx.Client(base_url=url, timeout=30, headers={ACTION_TOKEN_HEADER: action_token()}) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+def area(session_factory: sessionmaker[Session]) -> Area:
+    tag = uuid.uuid4().hex[:8]
+    found = Area(grid=f"grid-area-{tag}", worker=f"worker-area-{tag}", lead=f"lead-area-{tag}")
+    with unit_of_work(session_factory) as session:
+        session.add(Region(code=f"community-area-{tag}", name=f"测试社区{tag}", level="community"))
+        session.flush()
+        session.add(Grid(code=found.grid, name=f"测试网格{tag}", community_code=f"community-area-{tag}"))
+        session.flush()
+        session.add_all(
+            [
+                Worker(id=found.worker, name="周网格", grid_code=found.grid, role="worker"),
+                Worker(id=found.lead, name="吴书记", grid_code=found.grid, role="lead"),
+            ]
+        )
+    return found

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pytest
@@ -22,40 +21,13 @@ from bot.messages import TargetType
 from bot.runtime import build_services
 from bot.settings import Settings
 from grid.deadlines import Audience, DeadlineNotice, NoticeKind, due_notices, overdue_tickets
-from grid.geography import Grid, Region, Worker
 from grid.ratings import Rating
 from grid.service import Actor, TicketService
 from grid.tickets import Ticket
 from grid.workflow import Role
 from storage.base import utcnow
 from storage.engine import unit_of_work
-
-
-@dataclass(frozen=True)
-class Area:
-    """A community of one grid with one worker and its lead, made for one test."""
-
-    grid: str
-    worker: str
-    lead: str
-
-
-@pytest.fixture
-def area(session_factory: sessionmaker[Session]) -> Area:
-    tag = uuid.uuid4().hex[:8]
-    found = Area(grid=f"grid-dl-{tag}", worker=f"worker-dl-{tag}", lead=f"lead-dl-{tag}")
-    with unit_of_work(session_factory) as session:
-        session.add(Region(code=f"community-dl-{tag}", name=f"督办社区{tag}", level="community"))
-        session.flush()
-        session.add(Grid(code=found.grid, name=f"督办网格{tag}", community_code=f"community-dl-{tag}"))
-        session.flush()
-        session.add_all(
-            [
-                Worker(id=found.worker, name="周网格", grid_code=found.grid, role="worker"),
-                Worker(id=found.lead, name="吴书记", grid_code=found.grid, role="lead"),
-            ]
-        )
-    return found
+from tests.areas import Area
 
 
 def _file(factory: sessionmaker[Session], area: Area, text: str = "路灯坏了") -> str:

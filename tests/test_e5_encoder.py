@@ -145,3 +145,42 @@ def test_a_new_encoder_means_a_new_model(tmp_path: Path, monkeypatch: pytest.Mon
     (other / ENCODER_CARD).write_text(json.dumps({**card, "recipe": -1}), encoding="utf-8")
     monkeypatch.setenv(ENCODER_DIR_ENV, str(other))
     assert rasa_process.training_hash() != current
+
+
+def test_many_sentences_get_the_vectors_each_gets_alone() -> None:
+    """Training encodes its thousands over every core (encode_many); each must be the vector a server computes for
+    the same sentence alone, or the gate and DIET would learn on features they never see when serving."""
+    encoder = E5Encoder(onnx_e5_dir())
+    texts = [f"{text}{n}" for n in range(105) for text in TEXTS[:5]]  # past the size where it spreads over cores
+    done: list[int] = []
+    many = np.stack(encoder.encode_many(texts, progress=done.append))
+    alone = np.stack([encoder.encode(text) for text in texts])
+    assert many.shape == alone.shape == (525, alone.shape[1])
+    assert np.allclose(many, alone, atol=1e-5)
+    assert done == [500, 525]
+
+
+def test_the_gates_negative_vectors_are_encoded_once(tmp_path: Path) -> None:
+    """Cached beside the encoder, keyed by the encoder and the lines: read back as encoded, and new lines encode anew."""
+    from rasa_components.gate_negatives import cache_file, negative_vectors
+
+    encoder_dir = tmp_path / "models" / "e5-int8"
+    encoder_dir.mkdir(parents=True)
+    for name in FILES:
+        (encoder_dir / name).symlink_to(onnx_e5_dir() / name)
+    negatives = tmp_path / "negatives"
+    negatives.mkdir()
+    (negatives / "chat.txt").write_text("今天天气不错\n\n明天去看电影吗\n", encoding="utf-8")
+    first = negative_vectors(encoder_dir, negatives)
+    assert first.shape[0] == 2 and cache_file(encoder_dir, negatives).is_file()
+    again = negative_vectors(encoder_dir, negatives, encoder=_NoEncoding())  # type: ignore[arg-type]
+    assert np.array_equal(first, again)
+    (negatives / "chat.txt").write_text("今天天气不错\n明天去看电影吗\n红烧肉怎么做\n", encoding="utf-8")
+    assert negative_vectors(encoder_dir, negatives).shape[0] == 3
+
+
+class _NoEncoding:
+    """Stands in for the encoder where the cache must answer: encoding at all fails the test."""
+
+    def encode_many(self, *args: object, **kwargs: object) -> list[np.ndarray]:
+        raise AssertionError("encoded although the vectors were cached")

@@ -157,6 +157,8 @@ def test_unanswerable_policy_question_goes_to_the_worker(chat: Chat, resident: t
     sender, name = resident
     question = "请问驾驶证到期了换证需要什么材料"
     replies = chat.say(question, group=GROUP, sender=sender, name=name, mention=True)
+    if _room(replies) and "您想问的是" in _room(replies)[0]:  # near-miss entries offered first (#22 item 5)
+        replies = chat.say("都不是", group=GROUP, sender=sender, name=name)  # none of them: a person answers
     room, to_worker = _room(replies), _to(replies, WORKER[0])
     assert len(room) == 1 and WORKER[1] in room[0], replies
     assert len(to_worker) == 1 and question in to_worker[0] and name in to_worker[0]

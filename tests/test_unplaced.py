@@ -8,7 +8,6 @@ never "我是网格助手…" or "抱歉，我没太明白". Unaddressed: an act
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,11 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from actions.unplaced import is_small_talk
-from bot.rasa_tokens import ACTION_TOKEN_HEADER, action_token
-from bot.settings import Settings
 from bot.texts import text as t
 from grid.tickets import Ticket
-from tests.servers import action_call, app_server, free_port
+from tests.servers import action_call
 
 GROUP, WORKER_NAME = "demo-grid-1", "张敏"
 BRUSH_OFFS = ("我是网格助手，主要帮", "抱歉，我没太明白", "这个我帮不上忙", "请回复“满意”", "没有进行中的工单")
@@ -31,17 +28,6 @@ COMPLAINT = (
     "跟店主说了好几次也不改，希望社区能出面协调一下，至少六点以后再开工。"
 )
 
-
-@pytest.fixture(scope="module")
-def webhook(database_url: str) -> Iterator[httpx.Client]:
-    settings = Settings(
-        database_url=database_url, rasa_url=f"http://127.0.0.1:{free_port()}", app_port=free_port(), kb_embedding_model="none"
-    )
-    with (
-        app_server(settings) as url,
-        httpx.Client(base_url=url, timeout=30, headers={ACTION_TOKEN_HEADER: action_token()}) as client,
-    ):
-        yield client
 
 
 def call(
