@@ -153,6 +153,10 @@ def brush_offs() -> dict[str, str]:
     return {name: line.split("。")[0] for name, line in canned.items()}
 
 
+# A reply naming the person who now has the message: 您的意见已转给陈书记（社区负责人）, 已通知张敏.
+PERSON_TOLD = re.compile(r"已转给.{1,12}（|已通知.{1,12}，")
+
+
 def outcome(replies: list[dict[str, str]], canned: dict[str, str]) -> tuple[str, str | None]:
     """What the first reply in the group was; for a brush-off, which one."""
     room = [r["text"] for r in replies if r["target_type"] == "room"]
@@ -164,13 +168,13 @@ def outcome(replies: list[dict[str, str]], canned: dict[str, str]) -> tuple[str,
         return "brush-off", brush_off
     if "来源：" in first:
         return "answered (knowledge base)", None
-    if re.search(r"GD\d{8}-\d{4}", first):
-        return "ticket / hand-off", None
+    if re.search(r"GD\d{8}-\d{4}", first) or PERSON_TOLD.search(first):
+        return "ticket / hand-off", None  # a ticket, or a named person told (the community lead, the worker)
     if "哪个位置" in first:
         return "asked for the place", None
-    if first.startswith(t("suggestions.offer", options="").split("\n")[0]):
+    if t("suggestions.offer", options="").split("\n")[0] in first:
         return "offered entries (您想问的是)", None
-    return "other reply", None
+    return "other reply", first.split("\n")[0][:24]
 
 
 async def addressed_outcomes(app_url: str, per_set: int) -> list[tuple[RealSet, Counter[str]]]:
@@ -190,7 +194,7 @@ async def addressed_outcomes(app_url: str, per_set: int) -> list[tuple[RealSet, 
                     kind, which = outcome(response.json()["replies"], canned) if response.status_code == 200 else ("error", None)
                     counts[kind] += 1
                     if which:
-                        counts[f"brush-off: {which}"] += 1
+                        counts[f"{'brush-off' if kind == 'brush-off' else 'other'}: {which}"] += 1
                     progress.advance(task)
                 rows.append((real, counts))
     return rows
@@ -216,7 +220,11 @@ def addressed_table(rows: list[tuple[RealSet, Counter[str]]], model: str) -> Tab
     which = Counter[str]()
     for _, counts in rows:
         which.update({name.removeprefix("brush-off: "): n for name, n in counts.items() if name.startswith("brush-off: ")})
+    others = Counter[str]()
+    for _, counts in rows:
+        others.update({name.removeprefix("other: "): n for name, n in counts.items() if name.startswith("other: ")})
     table.caption = "brush-offs by reply: " + ", ".join(f"{name} {n}" for name, n in which.most_common())
+    table.caption += "\nother replies, most frequent openings: " + "; ".join(f"{n}× {t}" for t, n in others.most_common(6))
     return table
 
 

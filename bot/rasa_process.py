@@ -94,7 +94,7 @@ def _model_for(config: Path, log) -> Path:  # type: ignore[no-untyped-def]
         log(f"rasa model restored from cache: models/{name}")
         return target
     log(
-        f"training data changed: training the Rasa model from {config.name} (about 5–8 minutes on 2 cores; less when"
+        f"training data changed: training the Rasa model from {config.name} (about 5 minutes on 2 cores; less when"
         " Rasa's own training cache in .rasa/ still holds the parts that did not change)…"
     )
     started = time.monotonic()

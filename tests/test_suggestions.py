@@ -198,11 +198,16 @@ def tickets_of(factory: sessionmaker[Session], sender: str) -> list[Ticket]:
         return list(session.scalars(select(Ticket).where(Ticket.reporter_id == sender)))
 
 
-@pytest.mark.parametrize("action", ["action_answer_policy", "action_unplaced"])
+@pytest.mark.parametrize(
+    ("action", "intent"),
+    [
+        ("action_answer_policy", "ask_policy"),
+        ("action_unplaced", "nlu_fallback"),
+    ],
+)
 def test_an_addressed_question_with_plausible_entries_gets_them_numbered(
-    webhook: httpx.Client, session_factory: sessionmaker[Session], action: str
+    webhook: httpx.Client, session_factory: sessionmaker[Session], action: str, intent: str
 ) -> None:
-    intent = "ask_policy" if action == "action_answer_policy" else "nlu_fallback"
     sender, result = call(webhook, action, VAGUE, intent=intent, gate=0.9)
     offered = suggestions_for(session_factory, VAGUE)
     options = "\n".join(t("suggestions.option", number=n, title=s.entry.title) for n, s in enumerate(offered, start=1))
