@@ -143,12 +143,18 @@ def _begin_writing(session: Session) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _recipients(session: Session, ticket: Ticket, kind: NoticeKind) -> tuple[Recipient | None, tuple[Recipient, ...]]:
-    """Reminder: the assignee, else the lead (someone must dispatch it). Overdue: the lead, and the assignee."""
+def _handlers(session: Session, ticket: Ticket) -> tuple[Recipient | None, Recipient | None]:
+    """The worker who has the ticket and its community's lead, either missing when there is none."""
     worker = session.get(Worker, ticket.assignee_id) if ticket.assignee_id else None
     assignee = Recipient(worker.id, worker.name, Audience.ASSIGNEE) if worker else None
     lead_worker = community_lead(session, ticket.grid_code)
     lead = Recipient(lead_worker.id, lead_worker.name, Audience.LEAD) if lead_worker else None
+    return assignee, lead
+
+
+def _recipients(session: Session, ticket: Ticket, kind: NoticeKind) -> tuple[Recipient | None, tuple[Recipient, ...]]:
+    """Reminder: the assignee, else the lead (someone must dispatch it). Overdue: the lead, and the assignee."""
+    assignee, lead = _handlers(session, ticket)
     if kind is NoticeKind.REMINDER:
         chosen = [assignee or lead]
     elif assignee is not None and lead is not None and assignee.worker_id == lead.worker_id:
@@ -253,10 +259,7 @@ def due_emergency_renotices(session: Session, now: datetime, every: timedelta) -
 def _claim_renotice(session: Session, ticket: Ticket, now: datetime) -> EmergencyRenotice | None:
     """The worker who has it and the community lead (once, as the one who has it, if the same person); None if
     another process claimed it first."""
-    worker = session.get(Worker, ticket.assignee_id) if ticket.assignee_id else None
-    assignee = Recipient(worker.id, worker.name, Audience.ASSIGNEE) if worker else None
-    lead_worker = community_lead(session, ticket.grid_code)
-    lead = Recipient(lead_worker.id, lead_worker.name, Audience.LEAD) if lead_worker else None
+    assignee, lead = _handlers(session, ticket)
     if assignee is not None and lead is not None and assignee.worker_id == lead.worker_id:
         lead = None
     recipients = tuple(r for r in (assignee, lead) if r is not None)

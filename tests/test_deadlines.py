@@ -8,7 +8,6 @@ so tickets filed by other tests are never made due by these tests.
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
 from datetime import datetime, timedelta
 
@@ -27,7 +26,7 @@ from grid.tickets import Ticket
 from grid.workflow import Role
 from storage.base import utcnow
 from storage.engine import unit_of_work
-from tests.areas import Area
+from tests.areas import Area, race_twice
 
 
 def _file(factory: sessionmaker[Session], area: Area, text: str = "路灯坏了") -> str:
@@ -213,24 +212,7 @@ def test_two_processes_racing_send_each_notice_once(session_factory: sessionmake
     numbers = [_file(session_factory, area) for _ in range(3)]
     for number in numbers:
         _elapsed(session_factory, number, now, 0.8)
-    barrier = threading.Barrier(2)
-    results: list[list[str]] = []
-    errors: list[BaseException] = []
-
-    def check() -> None:
-        barrier.wait(timeout=10)
-        try:
-            with unit_of_work(session_factory) as session:
-                results.append([n.number for n in due_notices(session, now) if n.number in numbers])
-        except BaseException as exc:  # recorded: a losing round must skip, not fail
-            errors.append(exc)
-
-    threads = [threading.Thread(target=check) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == [] and len(results) == 2
+    results = race_twice(session_factory, lambda session: [n.number for n in due_notices(session, now) if n.number in numbers])
     assert sorted(n for claimed in results for n in claimed) == sorted(numbers)
     for number in numbers:
         assert [a for a, *_ in _history(session_factory, number)].count("remind") == 1

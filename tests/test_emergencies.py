@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -47,7 +46,7 @@ from grid.workflow import Role
 from knowledge.embeddings import load_embedder
 from storage.base import utcnow
 from storage.engine import unit_of_work
-from tests.areas import Area
+from tests.areas import Area, race_twice
 from tests.servers import Chat, action_call, app_server, free_port
 
 TRAPPED = "8号楼电梯困人了 快来人"
@@ -267,24 +266,11 @@ def test_two_processes_racing_renotice_once(session_factory: sessionmaker[Sessio
     numbers = [_file(session_factory, area, TRAPPED, _place(), EmergencyTriage(recogniser))[0].ticket.number for _ in range(3)]
     for number in numbers:
         _filed_minutes_ago(session_factory, number, now, 6)
-    barrier = threading.Barrier(2)
-    results: list[list[str]] = []
-    errors: list[BaseException] = []
 
-    def check() -> None:
-        barrier.wait(timeout=10)
-        try:
-            with unit_of_work(session_factory) as session:
-                results.append([r.number for r in due_emergency_renotices(session, now, EVERY) if r.number in numbers])
-        except BaseException as exc:  # recorded: a losing round must skip, not fail
-            errors.append(exc)
+    def claim(session: Session) -> list[str]:
+        return [r.number for r in due_emergency_renotices(session, now, EVERY) if r.number in numbers]
 
-    threads = [threading.Thread(target=check) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == [] and len(results) == 2
+    results = race_twice(session_factory, claim)
     assert sorted(n for claimed in results for n in claimed) == sorted(numbers)
     for number in numbers:
         assert [a for a, _ in _history(session_factory, number)].count("renotice") == 1
