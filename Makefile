@@ -1,8 +1,22 @@
 # The two commands of README.md: `make run` and `make test`.
-.PHONY: setup run test lint model bench bench-e2e bench-floor bench-nlu bench-nlu-real bench-kb bench-notices bench-workers bench-emergencies
+.PHONY: setup setup-dev lock run test lint model bench bench-e2e bench-floor bench-nlu bench-nlu-real bench-kb bench-notices bench-workers bench-emergencies bench-duplicates bench-warnings
 
+# When this `make` began: set-up and training record their steps' seconds against it, and `gridbot run` prints them
+# once GridBot is ready (bot/setup_times.py).
+export GRIDBOT_MAKE_STARTED := $(shell date +%s)
+
+# The app's and Rasa's virtualenvs and the embedding model's exports (scripts/setup.sh); -dev adds what `make test`
+# needs: the test tools, the tools virtualenv and the exports' reference, the wechaty test peer.
 setup:
 	@bash scripts/setup.sh
+
+setup-dev:
+	@bash scripts/setup.sh --dev
+
+# requirements.lock, requirements-dev.lock and requirements-tools.lock from requirements*.txt (after editing those;
+# scripts/lock.sh).
+lock:
+	@bash scripts/lock.sh
 
 model: setup
 	@.venv/bin/python -m bot.rasa_process
@@ -10,10 +24,10 @@ model: setup
 run: setup model
 	@.venv/bin/gridbot run
 
-test: setup model
+test: setup-dev model
 	@bash scripts/test.sh
 
-lint: setup
+lint: setup-dev
 	@.venv/bin/ruff check .
 
 bench: setup model
@@ -36,6 +50,12 @@ bench-notices: setup
 
 bench-emergencies: setup
 	@.venv/bin/python -m bench.emergencies
+
+bench-duplicates: setup
+	@.venv/bin/python -m bench.duplicates
+
+bench-warnings: setup
+	@.venv/bin/python -m bench.warnings_replay
 
 bench-nlu-real: setup model
 	@.venv/bin/python -m bench.nlu_real

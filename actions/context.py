@@ -23,6 +23,14 @@ class Speaker:
     # The message this one quotes (WeChat's 「…」 + dashed line), normalised; "" when none (bot/normalise.quoted_text).
     # The question is often only understandable with it: 这个要带医保卡吗 under a notice (knowledge/followups.py).
     quoted: str = ""
+    # The grid of a person writing privately, when their channel knows it (an iLink binding made for a grid): a
+    # report they make in private chat is filed there. None: a private report is asked to go to a group.
+    grid_code: str | None = None
+
+    @property
+    def can_report(self) -> bool:
+        """A report has a grid to go to: the group's, or the private speaker's own."""
+        return bool(self.group_id or self.grid_code)
 
 
 def speaker(tracker: Tracker) -> Speaker:
@@ -37,14 +45,25 @@ def speaker(tracker: Tracker) -> Speaker:
         sender_name=metadata.get("sender_name") or sender or tracker.sender_id,
         addressed=metadata.get("addressed", True) is not False,
         quoted=str(metadata.get("quoted") or ""),
+        grid_code=str(metadata.get("grid_code") or "") or None,
     )
 
 
 def deliver(
-    target_type: str, target_id: str, text: str, *, mention: tuple[str, str] | None = None, await_rating_from: str | None = None
+    target_type: str,
+    target_id: str,
+    text: str,
+    *,
+    mention: tuple[str, str] | None = None,
+    await_rating_from: str | None = None,
+    channel: str | None = None,
 ) -> dict[str, Any]:
-    """A message to somewhere other than the current conversation, as a custom payload the router sends on."""
+    """A message to somewhere other than the current conversation, as a custom payload the router sends on.
+
+    `channel`: where a private reporter is told (their ticket's channel); None: the group's or worker's own."""
     item: dict[str, Any] = {"target_type": target_type, "target_id": target_id, "text": text}
+    if channel:
+        item["channel"] = channel
     if mention:
         item["mentions"] = [{"id": mention[0], "name": mention[1]}]
     if await_rating_from:
@@ -60,5 +79,10 @@ def deliver_message(message: OutgoingMessage) -> dict[str, Any]:
     """An OutgoingMessage built by a shared notice module, as the custom payload the router sends on."""
     mention = (message.mentions[0].id, message.mentions[0].name) if message.mentions else None
     return deliver(
-        message.target_type.value, message.target_id, message.text, mention=mention, await_rating_from=message.awaits_rating_from
+        message.target_type.value,
+        message.target_id,
+        message.text,
+        mention=mention,
+        await_rating_from=message.awaits_rating_from,
+        channel=message.channel,
     )

@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 
 from actions.context import Speaker, deliver, entity, speaker
 from actions.format import run_messages
+from actions.policy import Events
 from actions.runtime import in_transaction
+from actions.unplaced import nothing_open
 from bot.texts import error_text, local_time
 from bot.texts import text as t
 from grid.geography import ChatGroup, Worker, community_lead, on_duty_worker
@@ -29,14 +31,20 @@ class ActionUrgeTicket(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
         who = speaker(tracker)
         number = entity(tracker, "ticket_number")
-        run_messages(dispatcher, await in_transaction(lambda s: self._urge(s, who, number)))
-        return []
+        said = (tracker.latest_message or {}).get("text") or ""
+        messages, events = await in_transaction(lambda s: self._urge(s, who, number, said))
+        run_messages(dispatcher, messages)
+        return events
 
-    def _urge(self, session: Session, who: Speaker, number: str | None) -> Messages:
+    def _urge(self, session: Session, who: Speaker, number: str | None, said: str) -> tuple[Messages, Events]:
+        """催办 of the resident's open ticket; with none open (请加快严查… is a title NLU read as urging), what
+        actions/unplaced.nothing_open does for any question after a ticket the resident does not have."""
         try:
             ticket = TicketService(session).urge(reporter_id=who.sender_id, number=number)
         except TicketError as err:
-            return [{"text": error_text(err.code, err.params)}] if who.addressed else []
+            if err.code == "nothing_to_urge" and who.addressed:
+                return nothing_open(session, who, said)
+            return ([{"text": error_text(err.code, err.params)}] if who.addressed else []), []
         worker = session.get(Worker, ticket.assignee_id) if ticket.assignee_id else None
         deadline = local_time(ticket.deadline_at)
         messages: Messages = [
@@ -56,7 +64,7 @@ class ActionUrgeTicket(Action):
                 deadline=deadline,
             )
             messages.append({"json_message": deliver("contact", worker.id, notice)})
-        return messages
+        return messages, []
 
 
 class ActionComplain(Action):

@@ -10,8 +10,9 @@ from rasa_sdk.types import DomainDict
 
 from actions.context import speaker
 from actions.runtime import in_transaction
+from actions.unplaced import place, too_long_for_small_talk
 from bot.notices.render import current_notices_text
-from grid.notices import current_notices
+from grid.notices import Notice, current_notices
 
 
 class ActionCurrentNotices(Action):
@@ -22,6 +23,14 @@ class ActionCurrentNotices(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
         who = speaker(tracker)
-        answer = await in_transaction(lambda session: current_notices_text(current_notices(session, who.group_id)))
+        found, answer = await in_transaction(lambda session: _answer(current_notices(session, who.group_id)))
+        if not found and too_long_for_small_talk((tracker.latest_message or {}).get("text") or ""):
+            # "No notices" answers 最近有什么通知, not a long question NLU took for one (对于保障城市基本运行的重点商超…):
+            # that is placed like any message NLU could not place.
+            return await place(dispatcher, tracker)
         dispatcher.utter_message(text=answer)
         return []
+
+
+def _answer(notices: list[Notice]) -> tuple[bool, str]:
+    return bool(notices), current_notices_text(notices)

@@ -129,9 +129,14 @@ def answer_offer_or_hand_off(
     offered = offer(session, who, question)
     if offered is not None:
         return offered
+    return hand_off_question(session, who, question, template), []
+
+
+def hand_off_question(session: Session, who: Speaker, question: str, template: str) -> Messages:
+    """The question, recorded as unanswered, to the grid worker as a 咨询 ticket (`template` tells the resident)."""
     asked = _asked(who, question, None)
     session.add(asked)
-    return hand_off(session, who, asked, question, template), []
+    return hand_off(session, who, asked, question, template)
 
 
 class ActionAnswerUnhelpful(Action):
@@ -140,16 +145,30 @@ class ActionAnswerUnhelpful(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[dict[str, Any]]:
         who = speaker(tracker)
-        run_messages(dispatcher, await in_transaction(lambda session: self._unhelpful(session, who)))
-        return []
+        latest = tracker.latest_message or {}
+        messages, events = await in_transaction(lambda session: self._unhelpful(session, who, latest))
+        run_messages(dispatcher, messages)
+        return events
 
-    def _unhelpful(self, session: Session, who: Speaker) -> Messages:
+    def _unhelpful(self, session: Session, who: Speaker, latest: dict[str, Any]) -> tuple[Messages, Events]:
+        """With nothing answered before, the words were no complaint about an answer: what the knowledge base has
+        for them (@我想问问补贴的事, which NLU reads as 答非所问, gets the 补贴 entries offered), else — a bare "没用"
+        with nothing to refer to — the resident is asked what they meant."""
         asked = last_answer_to(session, who.sender_id, who.group_id)
         if asked is None:
-            return [{"text": t("policy.unhelpful_nothing")}]
+            if not who.addressed:
+                return [], []  # nothing to refer to and nobody asked: nothing sure to say
+            said = latest.get("text") or ""
+            answered = knowledge_answer(session, who, said)
+            if answered is not None:
+                return answered, []
+            from actions.suggestions import offer  # here: actions/suggestions.py builds on this module
+
+            offered = offer(session, who, said, about=followups.own_words(said))
+            return offered or ([{"text": t("policy.unhelpful_nothing")}], [])
         asked.feedback, asked.feedback_at = "unhelpful", utcnow()
         description = t("policy.unhelpful_description", question=asked.question, entry=asked.entry_external_id or "")
-        return hand_off(session, who, asked, description, "policy.unhelpful_ack")
+        return hand_off(session, who, asked, description, "policy.unhelpful_ack"), []
 
 
 def hand_off(session: Session, who: Speaker, asked: AskedQuestion, description: str, template: str) -> Messages:

@@ -39,10 +39,15 @@ EXPECT_CHOICE = {"expect": "choice"}
 ASKED_AGAIN = {"expect": "choice", "again": True}
 
 
-def offer(session: Session, who: Speaker, question: str) -> tuple[Messages, Events] | None:
-    """The numbered plausible entries and the slots that remember them, or None when nothing is plausible."""
+def offer(session: Session, who: Speaker, question: str, about: list[str] | None = None) -> tuple[Messages, Events] | None:
+    """The numbered plausible entries and the slots that remember them, or None when nothing is plausible.
+
+    `about`: words one of which an entry's title must name to be offered — for words that may be no question at all
+    (a bare 没用 finds every entry middling-near), so that only an offer about what they name is made."""
     today: date = utcnow().astimezone(LOCAL_TZ).date()
     found = services().knowledge.suggestions(session, question, asker_regions(session, who.group_id), today)
+    if about is not None:
+        found = [s for s in found if any(word in s.entry.title for word in about)]
     if not found:
         return None
     options = "\n".join(t("suggestions.option", number=n, title=s.entry.title) for n, s in enumerate(found, start=1))

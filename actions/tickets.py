@@ -14,15 +14,16 @@ from sqlalchemy.orm import Session
 from actions.context import Speaker, deliver, deliver_message, entity, speaker
 from actions.format import run_messages
 from actions.places import whole_place
-from actions.policy import Events, answer_offer_or_hand_off, knowledge_answer
+from actions.policy import Events
 from actions.runtime import in_transaction, services
-from actions.unplaced import too_long_for_small_talk
+from actions.unplaced import nothing_open, place, too_long_for_small_talk
 from bot.texts import error_text, local_time, status_name
 from bot.texts import text as t
 from bot.ticket_notices import emergency_advice, filing_notices, notices_for, told_text
+from bot.warning_notices import warning_notices
 from grid.geography import Worker
 from grid.ratings import Rating, parse_rating
-from grid.service import TicketService
+from grid.service import Filing, TicketService
 from grid.workflow import TicketError
 
 Messages = list[dict[str, Any]]
@@ -47,8 +48,8 @@ class ValidateReportForm(FormValidationAction):
     async def required_slots(
         self, domain_slots: list[str], dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[str]:
-        """A report made in private chat has no grid: ask nothing, so the submit step explains where to report."""
-        if not speaker(tracker).group_id:
+        """A report made in private chat without a grid of its own: ask nothing, the submit step says where to report."""
+        if not speaker(tracker).can_report:
             return []
         return domain_slots
 
@@ -81,7 +82,7 @@ class ValidateReportForm(FormValidationAction):
             # The form asks "where?" next; whom to call in an emergency cannot wait for that answer (the reply
             # that files the ticket says it again).
             triage = services().emergencies
-            found = triage.recognise(value) if triage and speaker(tracker).group_id else None
+            found = triage.recognise(value) if triage and speaker(tracker).can_report else None
             if found is not None:
                 dispatcher.utter_message(text=emergency_advice(found.kind))
         return {"issue_description": value or None}
@@ -121,12 +122,14 @@ class ActionSubmitTicket(Action):
         return [SlotSet("issue_description", None), SlotSet("location", None), SlotSet("requested_slot", None)]
 
     def _file(self, session: Session, who: Speaker, description: str, location: str, hint: str | None) -> Messages:
-        if not who.group_id:
+        if not who.can_report:
             return [{"text": t("tickets.not_a_group")}]
-        service = TicketService(session, services().emergencies)
+        service = TicketService(session, services().emergencies, services().warnings, duplicates=services().duplicates)
         try:
             filing = service.file_report(
                 group_id=who.group_id,
+                grid_code=None if who.group_id else who.grid_code,  # a private report of a person with a grid
+                reporter_channel=None if who.group_id else who.channel,  # …who is told privately there of its outcome
                 reporter_id=who.sender_id,
                 reporter_name=who.sender_name,
                 description=description,
@@ -136,6 +139,12 @@ class ActionSubmitTicket(Action):
             )
         except TicketError as err:
             return [{"text": error_text(err.code, err.params)}]
+        # A burst of reports (this one included, new ticket or co-report) warns the community lead (预警).
+        warned = [{"json_message": deliver_message(notice)} for notice in warning_notices(filing.warnings)]
+        return [*self._replies(session, filing), *warned]
+
+    def _replies(self, session: Session, filing: Filing) -> Messages:
+        """The resident's reply and the notices of the ticket filed or joined."""
         ticket = filing.ticket
         common = {
             "number": ticket.number,
@@ -146,12 +155,15 @@ class ActionSubmitTicket(Action):
         if filing.emergency is not None:
             # Whom to call comes first, in this very reply: the ticket brings a worker in minutes, 119 in fewer.
             advice, kind_name = emergency_advice(filing.emergency.kind), filing.emergency.kind.name
-            if filing.duplicate:
-                return [{"text": t("tickets.duplicate_emergency", advice=advice, number=ticket.number)}]
+            if filing.duplicate:  # the ticket joined was raised to an emergency if it was none: its people are told why
+                joined = t("tickets.duplicate_emergency", advice=advice, number=ticket.number)
+                return [{"text": joined}, *({"json_message": deliver_message(n)} for n in filing_notices(session, filing))]
             filed = t("tickets.filed_emergency", **common, advice=advice, kind_name=kind_name, told=told_text(session, filing))
             return [{"text": filed}, *({"json_message": deliver_message(n)} for n in filing_notices(session, filing))]
         if filing.duplicate:
-            return [{"text": t("tickets.duplicate", **common, status_name=status_name(ticket.status))}]
+            template = "tickets.duplicate_raised" if filing.raised_by else "tickets.duplicate"
+            said = t(template, **common, status_name=status_name(ticket.status))
+            return [{"text": said}, *({"json_message": deliver_message(n)} for n in filing_notices(session, filing))]
         worker = session.get(Worker, ticket.assignee_id) if ticket.assignee_id else None
         messages: Messages = [
             {"text": t("tickets.filed", **common, worker_name=worker.name) if worker else t("tickets.filed_no_worker", **common)}
@@ -193,15 +205,13 @@ class ActionRateService(Action):
         who = speaker(tracker)
         said = (tracker.latest_message or {}).get("text") or ""
         rating = parse_rating(said, entity(tracker, "rating"))
-        if rating is None and too_long_for_small_talk(said):
-            # No rating in it and too long to be one: a request NLU misread (a pollution complaint was told to
-            # reply 满意/不满意). The knowledge base, else a person, like any message NLU could not place.
-            messages, events = await in_transaction(
-                lambda s: answer_offer_or_hand_off(s, who, said, "policy.handoff_unplaced")
-            )
-            run_messages(dispatcher, messages)
-            return events
         if rating is None:
+            # No rating in the words. Only a resident asked to rate is asked again; otherwise, or when the message is
+            # too long to be a rating, it is a request NLU misread (a pollution complaint was told to reply 满意/不满意,
+            # a bus title 405公交上班高峰期等不到车 too): placed like any message NLU could not place.
+            awaited = await in_transaction(lambda s: TicketService(s).awaiting_rating(who.sender_id, who.group_id) is not None)
+            if not awaited or too_long_for_small_talk(said):
+                return await place(dispatcher, tracker)
             dispatcher.utter_message(text=t("tickets.rating_unclear"))
             return []
         run_messages(dispatcher, await in_transaction(lambda s: self._rate(s, who, rating, said)))
@@ -244,12 +254,7 @@ class ActionTicketStatus(Action):
         else:
             tickets = service.open_tickets_of(who.sender_id)
         if not tickets and not number and who.addressed:
-            # Nothing open, and the words may be a policy question NLU took for a status check
-            # (我是二级残疾有护理补贴吗): a confident knowledge-base answer is the better reply; a long message that is
-            # neither goes to a person like any message NLU could not place ("我报的事呢" is short).
-            if too_long_for_small_talk(said):
-                return answer_offer_or_hand_off(session, who, said, "policy.handoff_unplaced")
-            return knowledge_answer(session, who, said) or [{"text": t("tickets.status_none")}], []
+            return nothing_open(session, who, said)
         if not tickets:
             return ([{"text": t("tickets.status_none")}] if who.addressed else []), []
         lines = [

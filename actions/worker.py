@@ -16,6 +16,7 @@ from actions.runtime import in_transaction
 from bot.texts import colour_name, error_text, local_time, status_name
 from bot.texts import text as t
 from bot.ticket_notices import notices_for
+from bot.worker_day import digest_text
 from grid.geography import community_lead
 from grid.service import Actor, TicketService
 from grid.tickets import Ticket
@@ -57,25 +58,11 @@ class ActionWorkerList(Action):
         return []
 
     def _list(self, session: Session, who: Speaker) -> Messages:
-        service = TicketService(session)
-        actor = service.actor_for(who.sender_id, who.channel)  # a worker's id typed on another channel lists nothing
-        tickets = service.assigned_to(actor.id) if actor.role in (Role.WORKER, Role.LEAD) else []
-        if not tickets:
+        """我的工单, 今天的工单, 还有几个没办: the worker's digest (bot/worker_day.py), the morning one's body."""
+        actor = TicketService(session).actor_for(who.sender_id, who.channel)  # a worker's id typed elsewhere lists nothing
+        if actor.role not in (Role.WORKER, Role.LEAD):
             return [{"text": t("tickets.worker_list_none")}]
-        now = utcnow()
-        lines = [
-            t(
-                "tickets.worker_list_line",
-                number=x.number,
-                colour_name=colour_name(x.colour),
-                category=x.category,
-                location=x.location,
-                deadline=local_time(x.deadline_at),
-                overdue=t("tickets.worker_list_overdue") if x.deadline_at < now else "",
-            )
-            for x in tickets[:20]
-        ]
-        return [{"text": "\n".join([t("tickets.worker_list_header", count=len(tickets)), *lines])}]
+        return [{"text": digest_text(session, actor.id, utcnow())}]
 
 
 class ActionWorkerHelp(Action):

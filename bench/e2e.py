@@ -44,7 +44,7 @@ from bot.app_process import app_process, stop
 from bot.deferred import DeferredMessage
 from bot.demo import load_demo
 from bot.rasa_tokens import rasa_token
-from bot.settings import Settings, namespace_for
+from bot.settings import PROJECT_ROOT, Settings, namespace_for
 from storage.engine import make_engine
 from tests.servers import free_port, fresh_postgres
 
@@ -122,7 +122,14 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def stack(kind: str, redis_url: str, model: Path | None = None, servers: int = 1, single_thread: bool = False) -> Iterator[Stack]:
+def stack(
+    kind: str,
+    redis_url: str,
+    model: Path | None = None,
+    servers: int = 1,
+    single_thread: bool = False,
+    root: Path = PROJECT_ROOT,
+) -> Iterator[Stack]:
     """Rasa server(s) and the app as separate processes on a fresh database; every Redis key of the run deleted after."""
     workdir = Path(tempfile.mkdtemp(prefix="gridbot-bench-e2e-"))
     key_prefix = f"gridbotbench{uuid.uuid4().hex[:8]}"
@@ -133,7 +140,7 @@ def stack(kind: str, redis_url: str, model: Path | None = None, servers: int = 1
         endpoints = rasa_process.write_endpoints(
             workdir / "endpoints.yml", f"http://127.0.0.1:{app_port}/webhook", redis_url, key_prefix
         )
-        rasas = start_rasa_servers(stack, model, endpoints, workdir, servers, single_thread)
+        rasas = start_rasa_servers(stack, model, endpoints, workdir, servers, single_thread, root)
         rasa_urls = [url for url, _ in rasas.values()]
         env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "RASA_URL": ",".join(rasa_urls)}
         app = stack.enter_context(app_process(app_port, env, workdir / "app.log"))
@@ -146,13 +153,20 @@ RasaServers = dict[str, tuple[str, subprocess.Popen[bytes]]]  # "rasa" (or "rasa
 
 
 def start_rasa_servers(
-    stack: ExitStack, model: Path, endpoints: Path, workdir: Path, servers: int, single_thread: bool
+    stack: ExitStack,
+    model: Path,
+    endpoints: Path,
+    workdir: Path,
+    servers: int,
+    single_thread: bool,
+    root: Path = PROJECT_ROOT,
 ) -> RasaServers:
     """Rasa servers on free ports, each stopped when the stack closes; they load their model meanwhile."""
     started: RasaServers = {}
     for number in range(1, servers + 1):
         name, port = "rasa" if servers == 1 else f"rasa{number}", free_port()
-        process = rasa_process.start_rasa(model, port, endpoints, workdir / f"{name}.log", single_thread=single_thread)
+        log = workdir / f"{name}.log"
+        process = rasa_process.start_rasa(model, port, endpoints, log, single_thread=single_thread, root=root)
         stack.callback(stop, process)
         started[name] = (f"http://127.0.0.1:{port}", process)
     return started

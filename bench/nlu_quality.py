@@ -9,6 +9,9 @@
    through the router's own decision for unaddressed group messages: the share it would answer is the
    false-trigger rate. Held-out requests give the opposite figure: how many real requests it answers
    without being @-mentioned.
+3. When the training data differs from the last commit (`--against REV`, default HEAD), that commit's model too
+   (bot.rasa_process.committed: trained once, then from the cache), so a change is judged beside what it replaces
+   in the same run.
 Targets (issue #3): macro-F1 >= 0.95, location F1 >= 0.90, false triggers <= 2 %.
 """
 
@@ -85,6 +88,9 @@ def main() -> None:
         action="store_true",
         help="score only config.yml's own model (no baseline training): for a quick look while working on data",
     )
+    parser.add_argument(
+        "--against", default="HEAD", help="the commit whose model is scored beside these when the training data differs"
+    )
     args = parser.parse_args()
     settings = Settings()
     workdir = Path(tempfile.mkdtemp(prefix="gridbot-nlu-bench-"))
@@ -94,16 +100,26 @@ def main() -> None:
     configs = {"sparse only": sparse_config, "sparse + e5": dense_config}
     names = [current] if args.current_only else ["sparse only", "sparse + e5"]
     models = {name: rasa_process.ensure_model(console.print, config=configs[name]) for name in names}
-    console.print("scoring both models on the held-out split; false triggers through the router…")
-    rows = {
-        name: (nlu_eval.evaluate_heldout(model, workdir / name.replace(" ", "")), *trigger_run(model, workdir, settings))
-        for name, model in models.items()
-    }
+    roots = dict.fromkeys(models, PROJECT_ROOT)
+    with rasa_process.committed(args.against) as tree:
+        committed_name = f"committed ({args.against})"
+        changed = rasa_process.training_hash(tree / "config.yml", tree) != rasa_process.training_hash()
+        if changed and not args.current_only:
+            models[committed_name] = rasa_process.ensure_model(console.print, config=tree / "config.yml", root=tree)
+            roots[committed_name] = tree
+        console.print("scoring the models on the held-out split; false triggers through the router…")
+        rows = {
+            name: (
+                nlu_eval.evaluate_heldout(model, workdir / name.replace(" ", ""), root=roots[name]),
+                *trigger_run(model, workdir, settings, roots[name]),
+            )
+            for name, model in models.items()
+        }
 
     table = Table(title="NLU on the held-out split (never trained on) and on group chatter")
     table.add_column("figure")
     for name in rows:
-        marker = " (config.yml)" if (name == "sparse + e5") == uses_e5 else ""
+        marker = " (config.yml)" if name in configs and (name == "sparse + e5") == uses_e5 else ""
         table.add_column(name + marker, justify="right")
     table.add_column("target", justify="right")
     table.add_row("intent macro-F1", *(f"{r[0].intent_macro_f1:.3f}" for r in rows.values()), ">= 0.95")
@@ -126,8 +142,8 @@ def _minutes(seconds: float | None) -> str:
     return "not timed (from the cache)" if seconds is None else f"{seconds / 60:.1f} min"
 
 
-def trigger_run(model: Path, workdir: Path, settings: Settings) -> tuple[float, int, float, int, list[str]]:
-    with rasa_process.serving(model, workdir) as url:
+def trigger_run(model: Path, workdir: Path, settings: Settings, root: Path) -> tuple[float, int, float, int, list[str]]:
+    with rasa_process.serving(model, workdir, root) as url:
         return asyncio.run(trigger_rates(url, settings))
 
 

@@ -5,9 +5,9 @@
 Each message of bench/data/worker_messages.yml (≥ 200, written as workers type or dictate: typos, no punctuation,
 dialect) comes with the desk it assumes — the worker's open tickets and their states, the ticket notified last,
 optionally the bot message it quotes — and what should happen: an act (accept, resolve, transfer, escalate,
-return, query, list, help, ask, noted) and its ticket, the target of a hand-over, and for some the reply to the
-bot's question (`then`) and what that reply should do. bot/worker_words.understand reads each message as the
-router hands it over (normalised, the quote beside it).
+return, query, list, help, ask, noted; briefing, morning_on, morning_off for a worker's day) and its ticket,
+the target of a hand-over, and for some the reply to the bot's question (`then`) and what that reply should do.
+bot/worker_words.understand reads each message as the router hands it over (normalised, the quote beside it).
 
 Scored: right = act and ticket (and hand-over target) as expected, and for a question the pick's outcome too;
 wrong action = a ticket changed that should not be — another act, another ticket, or a change where a question or

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from actions.runtime import ActionServices, configure
+from actions.runtime import ActionServices
 from bot.api import actions as actions_api
 from bot.api import auth as auth_api
 from bot.api import channels as channels_api
@@ -26,9 +26,12 @@ from bot.api import local as local_api
 from bot.api import media as media_api
 from bot.api import notices as notices_api
 from bot.api import open311 as open311_api
+from bot.api import operations as operations_api
 from bot.api import reports as reports_api
 from bot.api import stats as stats_api
 from bot.api import tickets as tickets_api
+from bot.api import warnings as warnings_api
+from bot.channels.ilink import routes as ilink_routes
 from bot.channels.wecom import routes as wecom_routes
 from bot.jobs import default_jobs, run_forever
 from bot.logging_setup import install_redaction
@@ -50,18 +53,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = build_services(settings)
         window = timedelta(hours=settings.duplicate_window_hours)
         followup_window = timedelta(seconds=settings.followup_window_seconds)
-        configure(
-            ActionServices(
-                services.session_factory,
-                services.knowledge,
-                duplicate_window=window,
-                followup_window=followup_window,
-                emergencies=services.emergencies,
-            )
+        # This app's own: its action endpoint binds them to each call (bot/api/actions.py), so another app served
+        # in the same process (tests, benches) never answers this one's residents with its settings.
+        app.state.action_services = ActionServices(
+            services.session_factory,
+            services.knowledge,
+            duplicate_window=window,
+            followup_window=followup_window,
+            emergencies=services.emergencies,
+            duplicates=services.duplicates,
+            warnings=services.warnings,
         )
         app.state.services = services
         jobs = [asyncio.create_task(run_forever(job, services)) for job in default_jobs(services)]
-        app.state.notices = notices = NoticeService(settings, services.session_factory, list(services.channels))
+        # Notices go to groups: a channel without any (iLink, one-to-one only) is no notice sender.
+        senders = [channel for channel in services.channels if channel.capabilities.can_post_to_rooms]
+        app.state.notices = notices = NoticeService(settings, services.session_factory, senders)
         await notices.start()
         await services.channels.start_all(services.intake)
         try:
@@ -91,9 +98,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(channels_api.router)
     app.include_router(media_api.router)
     app.include_router(wecom_routes.router)
+    app.include_router(ilink_routes.router)
     app.include_router(console_api.router)
     app.include_router(groups_api.router)
     app.include_router(reports_api.router)
+    app.include_router(operations_api.router)  # /metrics, /readyz (liveness: /healthz below)
+    app.include_router(warnings_api.router)
     console_pages.install(app)
 
     guards.install(app, settings)  # every request: body cap, NaN/NUL/surrogate refusals, short 422s, trusted proxies

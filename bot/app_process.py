@@ -1,7 +1,7 @@
 """The app as a separate `gridbot serve` process: what the scale-out test and the benchmarks start.
 
 bot.embedded serves the app from a thread, which is enough for most tests but not for two app processes:
-threads share the module-level action services (actions.runtime), caches and the GIL, and their memory
+threads share caches (the embedding model, the emergency recogniser) and the GIL, and their memory
 cannot be told apart. A subprocess configured only through environment variables is what a deployment
 runs, so it also shows that the environment is all a process needs.
 """

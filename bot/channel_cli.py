@@ -18,7 +18,9 @@ from storage.engine import make_engine, make_session_factory, unit_of_work
 
 console = Console()
 
-CHANNELS = ("webchat", "wechaty", "wecom")
+CHANNELS = ("webchat", "wechaty", "wecom", "wecom_aibot", "ilink")
+# Platforms without groups the bot can post into (iLink: one-to-one chats only): workers yes, groups never.
+NO_GROUPS = ("ilink",)
 ROLES = ("worker", "lead")
 
 Channel = Annotated[str, typer.Option("--channel", help=f"The platform: {', '.join(CHANNELS)}.")]
@@ -38,6 +40,9 @@ def group_add(
 ) -> None:
     """Map a chat room to a grid (or re-map it): from then on the bot answers there and files its reports."""
     _check_channel(channel)
+    if channel in NO_GROUPS:
+        raise typer.BadParameter(f"{channel} has no groups (one-to-one chats only): map its workers with `group worker`",
+                                 param_hint="--channel")  # fmt: skip
     if not name.strip() or len(name) > 128 or len(room_id) > 128:
         raise typer.BadParameter("the room id and name have 1 to 128 characters")
     if channel == "wechaty" and "@" not in room_id:

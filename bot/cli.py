@@ -9,8 +9,10 @@ import typer
 import uvicorn
 from rich.console import Console
 
+from bot import setup_times
 from bot.auth.cli import user_app
 from bot.channel_cli import group_add, group_worker
+from bot.env_file import load_env_file
 from bot.logging_setup import configure_logging
 from bot.notices.cli import group_tags, notice_app
 from bot.notices.cli import worker as notice_worker
@@ -36,6 +38,12 @@ group_app.command("tags")(group_tags)
 group_app.command("add")(group_add)
 group_app.command("worker")(group_worker)
 console = Console()
+
+
+@app.callback()
+def main() -> None:
+    """GridBot 网格助手 (settings: environment variables, then the project's .env file; see .env.example)."""
+    load_env_file()
 
 
 @db_app.command("upgrade")
@@ -322,9 +330,11 @@ def group_set(
 def _serve_app(settings: Settings, host: str, port: int) -> None:
     """The app under uvicorn, as `serve` and `run` start it (request lines only with APP_ACCESS_LOG)."""
     # proxy_headers off: uvicorn would believe X-Forwarded-For from any local peer; TRUSTED_PROXIES decides (bot/api/guards.py)
+    # log_config None: uvicorn's records go through configure_logging's handler (LOG_LEVEL, LOG_FORMAT=json) too.
     uvicorn.run(
-        "bot.app:create_app", factory=True, host=host, port=port, access_log=settings.app_access_log, proxy_headers=False
-    )
+        "bot.app:create_app", factory=True, host=host, port=port, access_log=settings.app_access_log, proxy_headers=False,
+        log_config=None, log_level=settings.log_level.lower(),
+    )  # fmt: skip
 
 
 @app.command("serve")
@@ -339,7 +349,14 @@ def serve(host: str | None = None, port: int | None = None) -> None:
 
 
 @app.command("run")
-def run(demo: bool = typer.Option(True, help="Load the demo grids, groups, workers and knowledge first.")) -> None:
+def run(
+    demo: bool | None = typer.Option(
+        None,
+        "--demo/--no-demo",
+        help="Load the demo grids, groups, workers, knowledge and demo logins first. Default: only into the embedded "
+        "default database (DATABASE_URL unset), never into one you named.",
+    ),
+) -> None:
     """The embedded default in one command: migrate, demo data, Rasa model and server, then the app."""
     import os
     import threading
@@ -360,13 +377,12 @@ def run(demo: bool = typer.Option(True, help="Load the demo grids, groups, worke
         console.print("[red]Several Rasa servers share conversations through Redis: set REDIS_URL too.[/red]")
         raise typer.Exit(2)
     configure_logging()
-    if demo:
-        demo_load()
-        from bot.demo import demo_login_text
+    from bot.demo import demo_login_text, prepare_database
 
+    if prepare_database(settings.database_url, demo):
         console.print(demo_login_text(settings.database_url), markup=False)
-    else:
-        db_upgrade()
+    elif demo is None:
+        console.print("DATABASE_URL names a database of your own: demo data and logins not loaded (`--demo` loads them)")
     model = rasa_process.ensure_model(console.print)
     app_url = f"http://{settings.app_host}:{settings.app_port}"
     # The secrets between the app and the Rasa servers: configured, or generated for this run (logged).
@@ -396,6 +412,8 @@ def run(demo: bool = typer.Option(True, help="Load the demo grids, groups, worke
             console.print(f"[bold green]GridBot is ready at {app_url} (web chat off: LOCAL_CHAT_ENABLED=false)[/bold green]")
             return
         console.print(f"[bold green]GridBot is ready. Chat as a resident or a worker at {app_url}/chat[/bold green]")
+        if timings := setup_times.summary():  # under `make run`: where its time went (README, "The two commands")
+            console.print(timings)
 
     threading.Thread(target=announce, daemon=True).start()
     try:

@@ -1,4 +1,5 @@
-"""Worker commands typed in private chat (接单/办结/转派/上报/退回/查询 GD…, 我的工单, 帮助), handed to Rasa as intents.
+"""Worker commands typed in private chat (接单/办结/转派/上报/退回/查询 GD…, 我的工单, 帮助), handed to Rasa as intents;
+and 合并 GD…新 GD…旧, which the app carries out itself.
 
 A command is structured text, so a parser is more reliable than NLU for it; it still goes through Rasa
 (`/worker_resolve{...}`) so the dialogue, its rules and its tracker see every turn.
@@ -41,6 +42,32 @@ class WorkerCommand:
         if self.ticket_number:
             entities["ticket_number"] = self.ticket_number
         return f"/{self.intent}{json.dumps(entities, ensure_ascii=False)}"
+
+
+# 合并 GD…新 GD…旧: the app carries it out itself (bot/ticket_merge.py), so it needs no intent of Rasa's.
+_MERGE = re.compile(r"^\s*合并(?:工单)?\s*(.*)$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class MergeCommand:
+    """Fold ticket `number` (the newer duplicate) into `into` (the one that handles the problem); both None when the
+    command came without its two numbers (the bot then shows how to use it)."""
+
+    number: str | None
+    into: str | None
+
+
+def parse_merge(text: str) -> MergeCommand | None:
+    """`合并 GD20261125-0009 GD20261125-0003` → MergeCommand; 合并 with other words (合并单元格怎么弄) → None."""
+    match = _MERGE.match(text)
+    if match is None:
+        return None
+    rest = match.group(1)
+    numbers = [number.upper() for number in TICKET_NUMBER.findall(rest)]
+    if len(numbers) == 2 and numbers[0] != numbers[1]:
+        return MergeCommand(numbers[0], numbers[1])
+    words = TICKET_NUMBER.sub("", rest).strip(_TRAILING + " 到进入和与")
+    return MergeCommand(None, None) if numbers or not words else None
 
 
 def parse_command(text: str) -> WorkerCommand | None:

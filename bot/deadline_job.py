@@ -16,11 +16,11 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.messages import OutgoingMessage, TargetType
-from bot.runtime import Services
 from bot.texts import colour_name, local_time
 from bot.texts import text as t
 from grid.deadlines import (
@@ -34,6 +34,9 @@ from grid.deadlines import (
 )
 from storage.base import utcnow
 from storage.engine import unit_of_work
+
+if TYPE_CHECKING:  # bot/worker_day.py uses duration_text, and bot/runtime.py builds what imports it
+    from bot.runtime import Services
 
 log = logging.getLogger(__name__)
 

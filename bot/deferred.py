@@ -5,16 +5,20 @@ callback must be acknowledged within 5 s; a wechaty message is never delivered a
 noted ("received") before the platform is told it arrived, and the note is settled once the intake has
 handled it. A note nobody settled within `received_stale_seconds` belongs to a process that died or was
 stopped mid-turn; the retry job takes it as held and replays it, so a crash loses no message.
+
+A row keeps all a handler needs of the message: a private message's grid (`grid_code`, an iLink binding's) and
+its pictures are kept as they arrived, not looked up again at replay — a binding revoked or re-made for another
+grid in between must not move the report, and pictures are only known from the message itself.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Boolean, Integer, String, Text, delete, select, update
+from sqlalchemy import JSON, Boolean, Integer, String, Text, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from bot.messages import IncomingMessage
+from bot.messages import IncomingMessage, Media, MediaKind
 from storage.base import Base, utcnow
 from storage.engine import unit_of_work
 from storage.types import UTCDateTime
@@ -31,11 +35,30 @@ class DeferredMessage(Base):
     sender_name: Mapped[str] = mapped_column(String(128))
     text: Mapped[str] = mapped_column(Text)
     mentions_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    grid_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    media: Mapped[list[dict[str, object]] | None] = mapped_column(JSON, default=None)
     status: Mapped[str] = mapped_column(String(8), default="held", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @classmethod
+    def of(cls, message: IncomingMessage, status: str, error: str | None = None) -> DeferredMessage:
+        """A row for `message`, to add to a session (a channel may note it in a transaction of its own)."""
+        return cls(
+            channel=message.channel,
+            message_id=message.message_id,
+            group_id=message.group_id,
+            sender_id=message.sender_id,
+            sender_name=message.sender_name,
+            text=message.text,
+            mentions_bot=message.mentions_bot,
+            grid_code=message.grid_code,
+            media=[_media_json(m) for m in message.media] or None,
+            status=status,
+            last_error=error[:2000] if error is not None else None,
+        )
 
     def as_message(self) -> IncomingMessage:
         return IncomingMessage(
@@ -46,7 +69,24 @@ class DeferredMessage(Base):
             group_id=self.group_id,
             mentions_bot=self.mentions_bot,
             message_id=self.message_id,
+            grid_code=self.grid_code,
+            media=tuple(_media_from(m) for m in self.media or ()),
         )
+
+
+def _media_json(media: Media) -> dict[str, object]:
+    return {"kind": media.kind.value, "url": media.url, "name": media.name, "mime": media.mime, "size": media.size}
+
+
+def _media_from(data: dict[str, object]) -> Media:
+    size = data.get("size")
+    return Media(
+        kind=MediaKind(str(data["kind"])),
+        url=str(data["url"]),
+        name=str(data["name"]) if data.get("name") else None,
+        mime=str(data["mime"]) if data.get("mime") else None,
+        size=int(size) if isinstance(size, int) else None,
+    )
 
 
 HELD, RECEIVED, DONE = "held", "received", "done"
@@ -78,17 +118,7 @@ class DeferredStore:
 
     def _add(self, message: IncomingMessage, status: str, error: str | None) -> int:
         with unit_of_work(self._factory) as session:
-            row = DeferredMessage(
-                channel=message.channel,
-                message_id=message.message_id,
-                group_id=message.group_id,
-                sender_id=message.sender_id,
-                sender_name=message.sender_name,
-                text=message.text,
-                mentions_bot=message.mentions_bot,
-                status=status,
-                last_error=error[:2000] if error is not None else None,
-            )
+            row = DeferredMessage.of(message, status, error)
             session.add(row)
             session.flush()
             return row.id

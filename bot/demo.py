@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from bot.auth.demo import DEMO_PASSWORD, demo_logins, ensure_demo_accounts
 from bot.runtime import build_knowledge_base
-from bot.settings import get_settings
+from bot.settings import Settings, get_settings
 from grid.clock import LOCAL_TZ
 from grid.demo import load_geography
 from knowledge.base import KnowledgeBase
@@ -36,6 +38,27 @@ def load_demo(database_url: str, updated_by: str = "demo") -> dict[str, int]:
     finally:
         engine.dispose()
     return {**counts, "knowledge_created": created, "knowledge_updated": updated, "accounts_created": accounts}
+
+
+def is_embedded_database(database_url: str) -> bool:
+    """Whether the URL names the embedded default database (SQLite under var/, what DATABASE_URL unset means)."""
+    url, embedded = make_url(database_url), make_url(Settings.model_fields["database_url"].default)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return False
+    return Path(url.database).resolve() == Path(embedded.database or "").resolve()
+
+
+def prepare_database(database_url: str, demo: bool | None) -> bool:
+    """What `gridbot run` does first: migrate, and load the demo world (with its published `admin` password) when
+    `demo` says so; None (no --demo/--no-demo) loads it only into the embedded default database, never into a
+    database an operator named. Returns whether the demo was loaded."""
+    if demo is None:
+        demo = is_embedded_database(database_url)
+    if demo:
+        load_demo(database_url)
+    else:
+        upgrade(database_url)
+    return demo
 
 
 def demo_login_text(database_url: str) -> str:

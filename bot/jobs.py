@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from bot.deadline_job import check_deadlines, check_emergencies
+from bot.morning_job import send_morning_digests
 from bot.outbox_job import deliver_outbox
 from bot.runtime import Services
 from bot.settings import namespace_for
+from bot.worker_day import morning_time
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +73,14 @@ async def retry_outbound(services: Services) -> None:
 
 def default_jobs(services: Services) -> list[PeriodicJob]:
     settings = services.settings
+    morning_time(settings)  # a malformed MORNING_DIGEST_AT fails here, at start-up, not silently each morning
     return [
         PeriodicJob("deferred-messages", settings.deferred_retry_seconds, retry_deferred),
         PeriodicJob("outbox-delivery", settings.outbox_interval_seconds, deliver_outbox),
         PeriodicJob("deadlines", settings.deadline_check_seconds, check_deadlines),
         PeriodicJob("emergency-renotice", settings.emergency_check_seconds, check_emergencies),
         PeriodicJob("outbound-retry", settings.outbound_retry_seconds, retry_outbound),
+        PeriodicJob("morning-digest", settings.morning_digest_check_seconds, send_morning_digests),
     ]
 
 

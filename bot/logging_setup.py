@@ -9,9 +9,11 @@ factory sees every record of every logger however it is emitted later.
 
 from __future__ import annotations
 
+import json
 import logging
 import traceback
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.privacy import redact_for_log
@@ -90,10 +92,48 @@ def install_redaction() -> None:
         logging.setLogRecordFactory(_redacting_factory)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """What every gridbot command runs first: one line format on stderr, phones and secrets never printed."""
+class JsonFormatter(logging.Formatter):
+    """LOG_FORMAT=json: one JSON object per line, for log shippers. The record was redacted when it was made."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "process": record.process,
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def formatter_for(log_format: str) -> logging.Formatter:
+    return JsonFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT)
+
+
+def configure_logging(level: int | str | None = None, log_format: str | None = None) -> None:
+    """What every gridbot command runs first: records on stderr, phones and secrets never printed.
+
+    Level and form default to the settings (LOG_LEVEL, LOG_FORMAT). uvicorn is started without a logging config of
+    its own (bot/cli.py), so its records come through this handler in the same form.
+    """
     install_redaction()
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+    if level is None or log_format is None:
+        from bot.settings import get_settings
+
+        settings = get_settings()
+        level = settings.log_level if level is None else level
+        log_format = settings.log_format if log_format is None else log_format
+    if isinstance(level, str):
+        level = logging.getLevelNamesMapping()[level.upper()]
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter_for(log_format))
+    logging.basicConfig(level=level, handlers=[handler])
     for name in QUIET_LIBRARIES:
         # At DEBUG (someone debugging a deployment) they print everything again.
         logging.getLogger(name).setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))

@@ -64,6 +64,9 @@ class IncomingMessage:
     room_topic: str | None = None
     mentioned_ids: tuple[str, ...] = ()
     media: tuple[Media, ...] = ()
+    # A private message's grid, when the channel knows the person's (an iLink binding made for a grid): reports they
+    # make privately are filed there (actions/tickets.py). Groups carry their grid through chat_groups.
+    grid_code: str | None = None
 
     def __post_init__(self) -> None:
         """A platform's text cannot be refused like an API request (bot/api/guards.py): it was already sent. NULs and

@@ -70,13 +70,16 @@ def _read(report_dir: Path) -> NluScores:
     )
 
 
-def evaluate_heldout(model: Path, out_dir: Path = REPORTS / "heldout", data: Path = HELDOUT) -> NluScores:
-    """Score a trained model on the held-out split; Rasa's reports and the confusion matrix land in out_dir."""
+def evaluate_heldout(
+    model: Path, out_dir: Path = REPORTS / "heldout", data: Path = HELDOUT, root: Path = PROJECT_ROOT
+) -> NluScores:
+    """Score a trained model on the held-out split; Rasa's reports and the confusion matrix land in out_dir. `root`:
+    whose custom components the model loads (a committed tree's, for its model: bot.rasa_process.committed)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [str(RASA_BIN), "test", "nlu", "--model", str(model), "--nlu", str(data), "--out", str(out_dir)],
         cwd=PROJECT_ROOT,
-        env=rasa_env(),
+        env=rasa_env(root),
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -5,7 +5,8 @@ A picture that comes shortly (PHOTO_WINDOW) after the resident filed a ticket in
 private chat, anywhere) is attached to that ticket's history as a `photo` entry and confirmed in one line;
 a picture with no recent ticket of theirs is ordinary group life and gets silence (in a private chat, a hint).
 The bot cannot understand voice notes, videos or files: when one is addressed to it (a private chat, an
-@-mention) it asks politely for text; in a group it otherwise says nothing.
+@-mention) it asks politely for text; in a group it otherwise says nothing. A grid worker's private picture or voice
+note is not a resident's: the intake hands it to bot/worker_evidence.py first (evidence for their ticket).
 """
 
 from __future__ import annotations

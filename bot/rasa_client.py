@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.metrics import RASA_ERRORS
 from bot.rasa_tokens import known_rasa_token
 
 
@@ -93,16 +94,21 @@ class RasaClient:
             except aiohttp.ClientConnectorError as exc:  # never reached the server: another may take it
                 if attempt + 1 < len(self.urls):
                     continue
+                RASA_ERRORS.labels("connect").inc()
                 raise RasaUnavailable(f"{method} {path}: cannot connect ({exc.__class__.__name__}): {exc}") from exc
             except (aiohttp.ClientError, TimeoutError) as exc:
+                RASA_ERRORS.labels("timeout" if isinstance(exc, TimeoutError) else "client_error").inc()
                 raise RasaUnavailable(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
             if status >= 500 or status in (404, 409):
+                RASA_ERRORS.labels("http_5xx" if status >= 500 else "http_4xx").inc()
                 raise RasaUnavailable(f"{method} {path}: HTTP {status} {body[:200].decode(errors='replace')}")
             if status >= 400:  # our request was wrong: retrying it later would fail the same way
+                RASA_ERRORS.labels("http_4xx").inc()
                 raise RasaRequestRejected(f"{method} {path}: HTTP {status} {body[:200].decode(errors='replace')}")
             try:
                 return json.loads(body)
             except ValueError as exc:
+                RASA_ERRORS.labels("not_json").inc()
                 raise RasaUnavailable(f"{method} {path}: the answer is not JSON: {body[:200]!r}") from exc
         raise AssertionError("unreachable: the loop returns or raises")
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +28,8 @@ import yaml
 from bot.ports import free_port
 from bot.rasa_tokens import ACTION_TOKEN_HEADER, RASA_TOKEN_ENV, action_token, known_rasa_token, rasa_token
 from bot.settings import PROJECT_ROOT
-from knowledge.offline_e5_onnx import onnx_e5_dir
+from bot.setup_times import record as record_step
+from knowledge.e5_exports import onnx_e5_dir
 from rasa_components.e5_encoder import ENCODER_CARD, ENCODER_DIR_ENV
 
 RASA_BIN = PROJECT_ROOT / ".venv-rasa" / "bin" / "rasa"
@@ -38,8 +42,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GRIDBOT_CACHE", Path.home() / ".cache" / "gridbot"))
 
 
-def rasa_env() -> dict[str, str]:
-    """Rasa's environment: no telemetry (there is no network), quiet TensorFlow, our components importable."""
+def rasa_env(root: Path = PROJECT_ROOT) -> dict[str, str]:
+    """Rasa's environment: no telemetry (there is no network), quiet TensorFlow, our components importable (those
+    of `root`: a committed tree's for its model, see `committed`)."""
     env = dict(os.environ)
     env.update(
         {
@@ -50,19 +55,20 @@ def rasa_env() -> dict[str, str]:
         }
     )
     # Only for rasa_components/ (custom pipeline components); Rasa never imports the app's packages.
-    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    env["PYTHONPATH"] = str(root)
     env.setdefault(ENCODER_DIR_ENV, str(onnx_e5_dir()))  # read by training only: the model carries the encoder
     return env
 
 
-def training_hash(config: Path = CONFIG_FILE) -> str:
-    """Content hash of what training reads; the config counts by content, so an identical copy reuses the model."""
+def training_hash(config: Path = CONFIG_FILE, root: Path = PROJECT_ROOT) -> str:
+    """Content hash of what training reads; the config counts by content, so an identical copy reuses the model, and
+    files count by their path inside `root`, so a committed tree with the same content hashes the same."""
     digest = hashlib.sha256(config.read_bytes())
-    paths = [PROJECT_ROOT / "domain.yml"]
+    paths = [root / "domain.yml"]
     for folder in TRAINING_DIRS:
-        paths += sorted(p for p in (PROJECT_ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        paths += sorted(p for p in (root / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     for path in paths:
-        digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
+        digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     card = Path(os.environ.get(ENCODER_DIR_ENV) or onnx_e5_dir()) / ENCODER_CARD
     digest.update(b"e5 encoder")
@@ -70,7 +76,7 @@ def training_hash(config: Path = CONFIG_FILE) -> str:
     return digest.hexdigest()[:16]
 
 
-def ensure_model(log=print, config: Path = CONFIG_FILE) -> Path:  # type: ignore[no-untyped-def]
+def ensure_model(log=print, config: Path = CONFIG_FILE, root: Path = PROJECT_ROOT) -> Path:  # type: ignore[no-untyped-def]
     """The model for the current training data: from models/, from the cache, or trained now.
 
     Callers in parallel (test sessions, a bench, `make model`) take turns on a file lock: the first trains,
@@ -79,18 +85,18 @@ def ensure_model(log=print, config: Path = CONFIG_FILE) -> Path:  # type: ignore
     MODELS_DIR.mkdir(exist_ok=True)
     with (MODELS_DIR / ".train.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _model_for(config, log)
+        return _model_for(config, log, root)
 
 
-def _model_for(config: Path, log) -> Path:  # type: ignore[no-untyped-def]
-    name = f"gridbot-{training_hash(config)}.tar.gz"
+def _model_for(config: Path, log, root: Path) -> Path:  # type: ignore[no-untyped-def]
+    name = f"gridbot-{training_hash(config, root)}.tar.gz"
     target = MODELS_DIR / name
     cached = cache_dir() / "models" / name
     if target.exists():
         log(f"rasa model up to date: models/{name}")
         return target
     if cached.exists():
-        shutil.copyfile(cached, target)
+        _link_or_copy(cached, target)
         log(f"rasa model restored from cache: models/{name}")
         return target
     log(
@@ -113,16 +119,28 @@ def _model_for(config: Path, log) -> Path:  # type: ignore[no-untyped-def]
             "--fixed-model-name",
             name.removesuffix(".tar.gz"),
         ],
-        cwd=PROJECT_ROOT,
-        env=rasa_env(),
+        cwd=root,
+        env=rasa_env(root),
         check=True,
     )
     seconds = time.monotonic() - started
     cached.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(target, cached)
+    _link_or_copy(target, cached)
     training_record(cached).write_text(json.dumps({"train_seconds": round(seconds, 1), "cpus": os.cpu_count()}))
     log(f"trained models/{name} in {seconds:.0f} s")
+    record_step("Rasa training", seconds)
     return target
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """The same file under both names (a model is never rewritten in place: a new model has a new name), so the
+    checkout's models/ costs no disk beside the cache; a copy where they are on different disks."""
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    try:
+        os.link(source, partial)
+    except OSError:
+        shutil.copyfile(source, partial)
+    partial.replace(target)
 
 
 def training_record(model: Path) -> Path:
@@ -200,14 +218,21 @@ def single_threaded(env: dict[str, str]) -> dict[str, str]:
 
 
 def start_rasa(
-    model: Path, port: int, endpoints: Path, log_file: Path, *, single_thread: bool = False, auth_token: str | None = None
+    model: Path,
+    port: int,
+    endpoints: Path,
+    log_file: Path,
+    *,
+    single_thread: bool = False,
+    auth_token: str | None = None,
+    root: Path = PROJECT_ROOT,
 ) -> subprocess.Popen[bytes]:
     """`rasa run` on 127.0.0.1:port with its HTTP API behind `auth_token` (default: bot.rasa_tokens.rasa_token(),
     this process's), which the app's RasaClient sends as `?token=`. Rasa checks it on its API (/model/parse,
     /status, /conversations…) but not on input channels; rasa_channels.prepared_rest checks the same token, read
     from RASA_AUTH_TOKEN in Rasa's environment."""
     token = auth_token or rasa_token()
-    env = single_threaded(rasa_env()) if single_thread else rasa_env()
+    env = single_threaded(rasa_env(root)) if single_thread else rasa_env(root)
     env[RASA_TOKEN_ENV] = token
     log_file.parent.mkdir(parents=True, exist_ok=True)
     out = log_file.open("ab")
@@ -260,11 +285,12 @@ def wait_ready(
 
 
 @contextmanager
-def serving(model: Path, workdir: Path) -> Iterator[str]:
-    """A throwaway Rasa server for NLU only (parse; no action endpoint, in-memory trackers); yields its URL."""
+def serving(model: Path, workdir: Path, root: Path = PROJECT_ROOT) -> Iterator[str]:
+    """A throwaway Rasa server for NLU only (parse; no action endpoint, in-memory trackers); yields its URL.
+    `root`: whose custom components the model loads (a committed tree's, for its model)."""
     port = free_port()
     endpoints = write_endpoints(workdir / f"endpoints-{port}.yml", "http://127.0.0.1:9/webhook", None)
-    process = start_rasa(model, port, endpoints, workdir / f"rasa-{port}.log")
+    process = start_rasa(model, port, endpoints, workdir / f"rasa-{port}.log", root=root)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, process)
@@ -272,6 +298,23 @@ def serving(model: Path, workdir: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@contextmanager
+def committed(rev: str = "HEAD", repository: Path = PROJECT_ROOT) -> Iterator[Path]:
+    """The training files as committed at `rev` (config.yml, domain.yml, nlu/, rasa_components/) in a temporary
+    tree: `ensure_model(config=tree / "config.yml", root=tree)` is that commit's model (from the cache when it was
+    trained before), so a benchmark can print the committed model's figures beside the working tree's."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev, "config.yml", "domain.yml", *TRAINING_DIRS],
+        cwd=repository,
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tempfile.TemporaryDirectory(prefix="gridbot-committed-") as folder:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(folder, filter="data")
+        yield Path(folder)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from bot.deferred import DeferredStore
 from bot.expectations import Awaiting, Expectations
 from bot.group_settings import GroupPolicies, GroupPolicy
 from bot.messages import IncomingMessage, Mention, OutgoingMessage, TargetType, conversation_id
+from bot.metrics import MESSAGES_IN, timed_turn
 from bot.normalise import normalise, quoted_text
 from bot.rasa_client import RasaClient, RasaUnavailable
 from bot.settings import Settings
@@ -76,15 +77,30 @@ class MessageRouter:
         self.workers = workers  # reads a known worker's own words (None: exact commands only)
 
     async def handle(self, message: IncomingMessage) -> list[OutgoingMessage]:
-        """Route one message; if Rasa is down, hold it for retry and tell an addressing resident to wait."""
-        try:
-            return await self._route(message)
-        except RasaUnavailable as exc:
-            row_id = await asyncio.to_thread(self.deferred.hold, message, str(exc))
-            log.warning("rasa unavailable, message held as deferred #%s: %s", row_id, exc)
-            if message.is_private or message.mentions_bot or await self._prefixed(message) is not None:
-                return [self._reply(message, t("router.rasa_down"))]
-            return []
+        """Route one message; if Rasa is down, hold it for retry and tell an addressing resident to wait (timed and
+        counted by outcome for /metrics)."""
+        with timed_turn(message.channel):
+            try:
+                outgoing = await self._route(message)
+            except RasaUnavailable as exc:
+                row_id = await asyncio.to_thread(self.deferred.hold, message, str(exc))
+                log.warning("rasa unavailable, message held as deferred #%s: %s", row_id, exc)
+                MESSAGES_IN.labels(message.channel, "held").inc()
+                if message.is_private or message.mentions_bot or await self._prefixed(message) is not None:
+                    return [self._reply(message, t("router.rasa_down"))]
+                return []
+        MESSAGES_IN.labels(message.channel, "answered" if outgoing else "silent").inc()
+        return outgoing
+
+    async def worker_media(self, message: IncomingMessage) -> list[OutgoingMessage] | None:
+        """A picture (or voice note, file) a worker sends privately, with no words: evidence for their ticket
+        (bot/worker_evidence.py). None for anyone else (a resident's picture: bot/photos.py) and for words."""
+        if self.workers is None or not message.is_private or not message.media or message.text.strip():
+            return None
+        turn = await self.workers.evidence(message)
+        if turn is None or turn.reply is None:
+            return None
+        return [self._reply(message, turn.reply), *turn.notices]
 
     async def retry_deferred(self) -> list[OutgoingMessage]:
         """Replay held messages in arrival order; stops at the first failure so order is kept."""
@@ -121,11 +137,13 @@ class MessageRouter:
             # command, or the app's own question back; a resident's private message goes on to NLU as before.
             worker = await self.workers.read(message, text) if self.workers is not None else None
             if worker is not None and worker.reply is not None:
-                return [self._reply(message, worker.reply)]
+                return [self._reply(message, worker.reply), *worker.notices]
+            told = worker.notices if worker is not None else ()  # e.g. pictures not kept when the worker moved on
             command = worker.command if worker is not None else command
             picked = None if command else await self._answer_to_offer(conv, text, await self.expectations.awaiting(conv))
             rasa_text = command.as_rasa_message() if command else picked or text
         else:
+            told = ()
             assert message.group_id is not None
             policy = await self._policy(message.group_id)
             stripped = policy.strip_prefix(text)
@@ -149,6 +167,7 @@ class MessageRouter:
             "addressed": addressed,
             "channel": message.channel,
             "group_id": message.group_id,
+            "grid_code": message.grid_code,
             "sender_id": message.sender_id,
             "sender_name": message.sender_name,
             "message_id": message.message_id,
@@ -161,7 +180,7 @@ class MessageRouter:
             # fails to lock the conversation and still answers 200 with nothing: the message would vanish.
             # Treat it as Rasa being unavailable: hold the message and ask the resident to wait.
             raise RasaUnavailable("Rasa answered nothing and Redis (its tracker and lock store) is unreachable")
-        return await self._collect(message, responses)
+        return [*await self._collect(message, responses), *told]
 
     async def _answer_to_offer(self, conv: str, text: str, awaiting: Awaiting | None) -> str | None:
         """`/pick_suggestion{"choice": n}` when the bot offered this person entries ("您想问的是…", Awaiting.CHOICE)
@@ -245,6 +264,7 @@ class MessageRouter:
                         text=item["text"],
                         mentions=tuple(Mention(m["id"], m["name"]) for m in item.get("mentions", [])),
                         awaits_rating_from=item.get("await_rating_from"),
+                        channel=item.get("channel") or None,
                     )
                 )
         await self.expect_ratings(message.channel, outgoing)
@@ -256,10 +276,12 @@ class MessageRouter:
             await self.expectations.expect(conv, Awaiting.FEEDBACK, self.settings.expect_feedback_seconds)
 
     async def expect_ratings(self, channel: str, outgoing: list[OutgoingMessage]) -> None:
-        """After a rating request goes out, the reporter's next message in that room is listened to."""
+        """After a rating request goes out, the reporter's next message in that room (or private chat, on the
+        request's own channel) is listened to."""
         for out in outgoing:
             if out.awaits_rating_from:
-                conv = conversation_id(channel, out.target_id, out.awaits_rating_from)
+                room = out.target_id if out.target_type is TargetType.ROOM else None
+                conv = conversation_id(out.channel or channel, room, out.awaits_rating_from)
                 await self.expectations.expect(conv, Awaiting.RATING, self.settings.expect_reply_seconds)
 
     def _reply(self, message: IncomingMessage, body: str) -> OutgoingMessage:

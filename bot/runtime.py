@@ -14,12 +14,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.channels.base import Channel
 from bot.channels.dedup import Deduplicator
 from bot.channels.dispatch import Dispatcher
+from bot.channels.ilink import build_ilink_channel
 from bot.channels.intake import MessageIntake
 from bot.channels.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from bot.channels.registry import ChannelRegistry
 from bot.channels.webchat import WebChatChannel
 from bot.channels.wechaty import build_channel as build_wechaty_channel
 from bot.channels.wecom import build_wecom_channel
+from bot.channels.wecom_aibot import build_channel as build_wecom_aibot_channel
 from bot.deferred import DeferredStore
 from bot.expectations import Expectations, MemoryExpectations, RedisExpectations
 from bot.group_settings import GroupPolicies
@@ -28,8 +30,12 @@ from bot.rasa_client import RasaClient
 from bot.rasa_process import cache_dir
 from bot.router import MessageRouter
 from bot.settings import Settings, namespace_for
+from bot.worker_day import morning_time
 from bot.worker_desk import MemoryPendingChoices, RedisPendingChoices, WorkerDesk
-from grid.emergencies import EmergencyTriage, load_recogniser
+from grid.duplicates import CALIBRATED, DuplicateJudge, Thresholds, load_judge
+from grid.emergencies import EmergencyTriage, MeaningRecogniser, load_recogniser
+from grid.problems import ProblemJudge
+from grid.warnings import WarningWatch, load_rules
 from knowledge.base import KnowledgeBase
 from knowledge.embeddings import load_embedder
 from storage.engine import make_engine, make_session_factory
@@ -49,6 +55,10 @@ class Services:
     dispatcher: Dispatcher
     intake: MessageIntake
     emergencies: EmergencyTriage | None = None  # life-safety reports: red, due at once, the number to call
+    duplicates: DuplicateJudge | None = None  # which open ticket a report repeats (grid/duplicates.py)
+    # Which reports are one problem (early warnings, recurring statistics): by meaning with the embedding model.
+    problems: ProblemJudge | None = None
+    warnings: WarningWatch | None = None  # early warnings after each filing (预警)
 
     async def aclose(self) -> None:
         await self.rasa.aclose()
@@ -68,6 +78,17 @@ def build_emergency_triage(settings: Settings) -> EmergencyTriage:
     embedder = load_embedder(settings.kb_embedding_model, settings.kb_embedding_prefix)
     recogniser = load_recogniser(embedder, cache_dir() / "emergencies")
     return EmergencyTriage(recogniser, deadline=timedelta(minutes=settings.emergency_deadline_minutes))
+
+
+def build_duplicate_judge(settings: Settings, emergencies: EmergencyTriage | None) -> DuplicateJudge:
+    """Duplicates by place and meaning with the knowledge base's embedding model (loaded once per process, so
+    shared), centred where the emergency recogniser already centred it; the safe rule when there is no model."""
+    embedder = load_embedder(settings.kb_embedding_model, settings.kb_embedding_prefix)
+    recogniser = emergencies.recogniser if emergencies else None
+    centre = recogniser.model.mean if isinstance(recogniser, MeaningRecogniser) else None
+    link = CALIBRATED.link if settings.duplicate_link_score is None else settings.duplicate_link_score
+    flag = CALIBRATED.flag if settings.duplicate_flag_score is None else settings.duplicate_flag_score
+    return load_judge(embedder, Thresholds(link=link, flag=flag), centre)
 
 
 def build_services(settings: Settings) -> Services:
@@ -91,6 +112,8 @@ def build_services(settings: Settings) -> Services:
             RedisPendingChoices(redis_client, namespace) if redis_client else MemoryPendingChoices(),
             settings.bot_name,
             settings.expect_reply_seconds,
+            evidence_window=timedelta(minutes=settings.worker_evidence_minutes),
+            morning_at=morning_time(settings),
         ),
     )
     webchat = WebChatChannel(factory, settings.bot_name)
@@ -106,7 +129,11 @@ def build_services(settings: Settings) -> Services:
         rasa=rasa,
         redis=redis_client,
         knowledge=build_knowledge_base(settings),
-        emergencies=build_emergency_triage(settings),
+        emergencies=(emergencies := build_emergency_triage(settings)),
+        duplicates=(duplicates := build_duplicate_judge(settings, emergencies)),
+        # Early warnings and recurring statistics group reports on the duplicate judge's scale and thresholds.
+        problems=(problems := ProblemJudge.for_duplicates(duplicates)),
+        warnings=WarningWatch(load_rules(settings.warnings_file), problems),
         webchat=webchat,
         router=router,
         channels=channels,
@@ -134,4 +161,10 @@ def build_platform_channels(settings: Settings, factory: sessionmaker[Session]) 
     wechaty = build_wechaty_channel(settings, factory)
     if wechaty is not None:
         channels.append(wechaty)
+    wecom_aibot = build_wecom_aibot_channel(settings, factory)  # WeCom smart robot: its id and secret
+    if wecom_aibot is not None:
+        channels.append(wecom_aibot)
+    ilink = build_ilink_channel(settings, factory)  # personal WeChat, official iLink route: ILINK_ENABLED
+    if ilink is not None:
+        channels.append(ilink)
     return channels

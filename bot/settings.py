@@ -1,30 +1,51 @@
-"""Configuration from the environment; every default is the embedded one (SQLite, in-memory state, local Rasa)."""
+"""Configuration from the environment; every default is the embedded one (SQLite, in-memory state, local Rasa).
+
+Also read from the project's `.env` file when there is one (variables set in the environment win): .env.example
+lists every setting with its default, generated from this class (`python -m bot.env_example`).
+"""
 
 from __future__ import annotations
 
 import hashlib
 from functools import cache
 from pathlib import Path
+from typing import Literal, get_args
 
+from pydantic import ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The operator's settings file; every `gridbot` command also loads it into its environment (bot/env_file.py).
+ENV_FILE = PROJECT_ROOT / ".env"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore")
 
+    # The database as an SQLAlchemy URL: SQLite under var/ (the embedded default) or postgresql://user:pass@host/db.
     database_url: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'gridbot.db'}"
+    # Redis: Rasa's trackers and locks, and the state app processes share (conversations, rate limits, notice queue).
+    # Unset: kept in memory, for one app process and one Rasa server.
     redis_url: str | None = None
-    rasa_url: str = "http://127.0.0.1:5005"  # or several, comma-separated (bot/rasa_client.py takes turns)
+    # The Rasa server each turn goes to (or several, comma-separated: bot/rasa_client.py takes turns), and how long
+    # one call may take before the message is held for a retry.
+    rasa_url: str = "http://127.0.0.1:5005"
     rasa_timeout_seconds: float = 30.0
+    # Where the app listens; Rasa's action endpoint points here.
     app_host: str = "127.0.0.1"
     app_port: int = 8000
     # uvicorn's line per HTTP request. Off by default: Rasa's action calls and the chat API make two per message,
     # and building and redacting those records was ~7 % of the app's CPU under load; nginx in front of the apps
     # (deploy/nginx.conf) logs every request anyway. Errors and the app's own records are logged either way.
     app_access_log: bool = False
+    # Least severe log records printed (DEBUG, INFO, WARNING, ERROR), and their form: `text` (one line each) or `json`
+    # (one JSON object per line: time, level, logger, message, exception; for log shippers). Phones and secrets are
+    # masked in both (bot/logging_setup.py).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    # The bot's name in the groups: "@网格助手" addresses it, and the name is stripped before NLU reads the text.
     bot_name: str = "网格助手"
     # The local web chat (/chat and /api/v1/local/*) lets anyone who reaches the app play any resident, or a worker
     # whose workers.channel is webchat, and read their transcripts: right for trying the bot and for tests, wrong on a
@@ -73,8 +94,17 @@ class Settings(BaseSettings):
     # A message a platform was told had arrived (WeCom, wechaty) and no process finished handling within this long
     # is replayed by the deferred job: its process died mid-turn. Longer than any turn (Rasa's timeout and retry).
     received_stale_seconds: float = 300.0
-    # A report of the same category at the same place within this window joins the open ticket.
+    # A report that repeats an open ticket filed within this window joins it (grid/duplicates.py): the same
+    # specific spot and, with an embedding model, descriptions alike in meaning (else the same category).
     duplicate_window_hours: float = 72.0
+    # Description-likeness scores (best clause pair, centred e5 cosine) at or above which a report joins the open
+    # ticket, or is filed and flagged 可能重复 to the worker. Unset: the values chosen on the dev pairs for the
+    # `auto` model (grid/duplicates.CALIBRATED, `bench/duplicates.py --calibrate`); set them after changing models.
+    duplicate_link_score: float | None = None
+    duplicate_flag_score: float | None = None
+    # Early warnings (预警, grid/warnings.py): thresholds and windows are grid/data/warnings.yml; a site's own YAML of
+    # the same shape, named here, is laid over it key by key (per category, per community). Empty: the shipped rules.
+    warnings_file: Path | None = None
     outbox_interval_seconds: float = 5.0
     # How often queued outgoing chat messages (failed or paced sends on WeChat/WeCom) are tried again.
     outbound_retry_seconds: float = 5.0
@@ -85,6 +115,13 @@ class Settings(BaseSettings):
     emergency_deadline_minutes: float = 60.0
     emergency_renotice_minutes: float = 5.0
     emergency_check_seconds: float = 30.0
+    # A picture (or a voice note's text) a worker sends in private chat within this many minutes after accepting or
+    # resolving a ticket is that ticket's evidence (bot/worker_evidence.py); later, the one ticket in progress.
+    worker_evidence_minutes: float = 30.0
+    # A worker's day (bot/worker_day.py): the morning digest (a lead: the community's briefing) goes to every worker
+    # who turned it on, at this local time (HH:MM; empty: never), checked this often, once a day across processes.
+    morning_digest_at: str = "08:00"
+    morning_digest_check_seconds: float = 60.0
     # External systems that receive every ticket event, as JSON: [{"name": "city", "url": "https://…", "secret": "…"}]
     webhook_targets: str = ""
     # Keys that may create requests through Open311 POST (comma-separated); GET needs none unless the next is set.
@@ -170,11 +207,79 @@ class Settings(BaseSettings):
     wechaty_send_timeout_seconds: float = 15.0
     wechaty_login_timeout_seconds: float = 30.0
 
+    # --- WeCom smart robot (企业微信智能机器人) over its long connection (issue #27; bot/channels/wecom_aibot/) ---
+    # The robot's Bot ID and Secret (admin console → 智能机器人 → the robot → API 模式: 长连接). Both set: the channel
+    # runs, connecting out to WeCom (no public address or callback URL needed). WeCom keeps one connection per
+    # robot, so only one app process may have these set.
+    wecom_aibot_bot_id: str = ""
+    wecom_aibot_secret: str = ""
+    # WeCom's WebSocket address (private WeCom deployments show their own in the admin console; tests use a local peer).
+    wecom_aibot_ws_url: str = "wss://openws.work.weixin.qq.com"
+    # A ping this often; two unanswered in a row count as a dead connection (the SDKs' rule).
+    wecom_aibot_heartbeat_seconds: float = 30.0
+    # After the connection drops the channel reconnects after this, doubling to the cap; a connection that stayed up
+    # `stable` seconds resets it to the first step.
+    wecom_aibot_reconnect_first_seconds: float = 1.0
+    wecom_aibot_reconnect_max_seconds: float = 60.0
+    wecom_aibot_stable_seconds: float = 30.0
+    # How long WeCom may take to answer one of our frames (subscribe, a reply, a push) before it counts as failed.
+    wecom_aibot_request_timeout_seconds: float = 10.0
+    # A message is answered in place (as the robot's reply to it) within this long of its arrival, on the connection
+    # it came over; later, or after a reconnect, the answer is pushed into the chat. WeCom ends a reply stream 6
+    # minutes after it starts.
+    wecom_aibot_reply_window_seconds: float = 300.0
+
+    # --- personal WeChat through Tencent's official iLink bot route (ClawBot; issue #27; bot/channels/ilink/) ---
+    # On: the channel runs. One-to-one chats only (no groups): each resident or worker who scans a binding QR code
+    # (console → 群与网格 → 个人微信) gets a chat with the bot; bindings (bot tokens, long-poll cursors) are kept in
+    # the database. Only one app process may run it (it long-polls and sends; like wechaty).
+    ilink_enabled: bool = False
+    # Where the QR login and the bot API live (a login may name another API base); tests point it at a local peer.
+    ilink_api_base: str = "https://ilinkai.weixin.qq.com"
+    # WeChat's CDN, where received pictures are fetched (encrypted) when a message gives no full URL.
+    ilink_cdn_base: str = "https://novac2c.cdn.weixin.qq.com/c2c"
+    # The QR code's bot_type (what the npm client asks for) and the bot_agent sent with every call (Tencent's logs).
+    ilink_bot_type: str = "3"
+    ilink_bot_agent: str = "GridBot/0.1"
+    # WeChat takes the bot's messages to a person only within 24 h of their last message, at most 10 per message
+    # of theirs. Kept a little inside the window; a refusal by WeChat closes it at once until they write again.
+    ilink_reply_window_hours: float = 23.0
+    ilink_messages_per_inbound: int = 10
+    # Longest the server may hold a getupdates long-poll (it can suggest another); the client waits 5 s more.
+    ilink_long_poll_seconds: float = 35.0
+    # After a failed poll (server unreachable, unreadable answer): wait this, doubling to the cap.
+    ilink_retry_first_seconds: float = 2.0
+    ilink_retry_max_seconds: float = 30.0
+    # A bot token WeChat calls stale (errcode -14) pauses its binding this long before polling again.
+    ilink_stale_pause_seconds: float = 3600.0
+    # How long one console login (up to 3 QR codes, each valid a few minutes) waits for a scan and confirmation.
+    ilink_login_timeout_seconds: float = 480.0
+    ilink_send_timeout_seconds: float = 15.0
+
     # --- pictures received from chat platforms (served by the app at /media/<name>) ---
     media_dir: Path = PROJECT_ROOT / "var" / "media"
     media_max_bytes: int = 10 * 1024 * 1024
     # Prefix of the /media/… addresses stored on tickets, e.g. https://gridbot.example.org; empty: relative paths.
     media_base_url: str = ""
+
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object, info: ValidationInfo) -> object:
+        """An empty value (`WECOM_AGENT_ID=` in .env) leaves an optional number or path unset, as if not given; an
+        optional text keeps "" (KB_EMBEDDING_PREFIX= means no prefix)."""
+        field = cls.model_fields.get(info.field_name or "")
+        if value == "" and field is not None and field.default is None and str not in get_args(field.annotation):
+            return None
+        return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object, info: ValidationInfo) -> object:
+        """LOG_LEVEL=debug and LOG_FORMAT=JSON mean what they say."""
+        if not isinstance(value, str):
+            return value
+        return value.upper() if info.field_name == "log_level" else value.lower()
 
 
 @cache

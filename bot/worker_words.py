@@ -43,9 +43,14 @@ class Act(StrEnum):
     HELP = "help"  # not understood: the worker's commands, never the residents' texts
     ASK = "ask"  # a question back (which ticket, which department…); nothing changes
     NOTED = "noted"  # progress on a ticket already being handled (在路上了, 还没修好): acknowledged, nothing changes
+    EVIDENCE = "evidence"  # the pick of which ticket a photo or a voice note belongs to (bot/worker_evidence.py)
+    BRIEFING = "briefing"  # 简报, 昨天怎么样: yesterday's numbers of their grid or community (bot/worker_day.py)
+    MORNING_ON = "morning_on"  # 开启早报: the morning digest each day
+    MORNING_OFF = "morning_off"  # 关闭早报
 
 
-# The Rasa intent each act is sent as (domain.yml); ASK and NOTED are answered by the app itself.
+# The Rasa intent each act is sent as (domain.yml); the other acts (ASK, NOTED, EVIDENCE, BRIEFING, MORNING_…) are
+# answered by the app itself (bot/worker_desk.py).
 INTENTS: dict[Act, str] = {
     Act.ACCEPT: "worker_accept",
     Act.RESOLVE: "worker_resolve",
@@ -88,6 +93,8 @@ class Pending:
     act: Act
     text: str
     numbers: tuple[str, ...]
+    # Pictures sent while the question was open: they go to the ticket picked, whatever the act.
+    photos: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,8 @@ class Reading:
 
 # An ASK's `why` is "which_<act>" when a pick completes that act.
 _PENDING_ACTS = {
-    f"which_{act.value}": act for act in (Act.ACCEPT, Act.RESOLVE, Act.TRANSFER, Act.ESCALATE, Act.RETURN, Act.QUERY)
+    f"which_{act.value}": act
+    for act in (Act.ACCEPT, Act.RESOLVE, Act.TRANSFER, Act.ESCALATE, Act.RETURN, Act.QUERY, Act.EVIDENCE)
 }
 
 
@@ -255,6 +263,21 @@ _LIST = re.compile(
     r"未办结|在办的|进行中的|新单子?|新工单|有活|啥活|什么活|工单列表|单子(?:列表|有哪些|还有)|多少单|几单|几个单|"
     r"(?:今天|今日|这周|本周)(?:有|要)(?:啥|什么|哪些)|有(?:啥|什么)要办|我的(?:单子|任务|待办)|"
     r"有(?:几|多少|哪些|啥|什么)(?:个|件|张)?(?:工单|单子|任务)"
+)
+# The day's overview: yesterday's numbers (a lead's briefing) — asked any time; the morning digest turned on and off.
+_BRIEFING = re.compile(
+    r"简报|日报|昨天(?:的)?(?:怎么样|咋样|如何|情况|数据|战况|成绩|办了多少|办结了?多少|多少单)|昨日(?:的)?(?:情况|数据|简报)|"
+    r"社区(?:的)?(?:情况|数据)(?:怎么样|咋样|如何)?$"
+)
+_REPORTS = r"(?:早报|晨报|日报|简报|每日提醒|早上(?:的)?(?:提醒|消息|推送))"
+_MORNING_OFF = re.compile(
+    rf"(?:关闭|关掉|关了|取消|退订|停止|停掉|停发|不要|不用|不需要|别)(?:再)?(?:发|推)?(?:了)?(?:每天|每日)?(?:早上)?(?:的)?{_REPORTS}|"
+    rf"{_REPORTS}(?:关闭|关掉|关了|停了|停掉|不要了|不用了|不用发了|别发了|取消)|(?:每天)?早上(?:别|不用|不要)(?:再)?(?:给我)?(?:发|推)"
+)
+_MORNING_ON = re.compile(
+    rf"(?:开启|打开|开通|订阅|开一下)(?:每天|每日)?(?:早上)?(?:的)?{_REPORTS}|{_REPORTS}(?:开启|打开|开一下|订阅)|"
+    r"(?:我要|要)(?:每天|每日)(?:早上)?(?:的)?(?:早报|晨报|简报|日报)|(?:我要|要)(?:早报|晨报)|"
+    r"(?:每天|每日)(?:早上|早晨|上午)?(?:给我|帮我)?(?:发|推|提醒)(?:一下|我)?(?:今天|当天)?(?:的)?(?:工单|待办|简报|早报|任务)"
 )
 _HELP = re.compile(
     r"^(?:帮助|帮忙|怎么用|咋用|怎么操作|使用说明|说明|命令|指令|格式|help|菜单|功能|怎么(?:办结|接单|转派|上报|退回|回复))"
@@ -502,6 +525,10 @@ def _free_words(rest: str, refs: _Refs, desk: Desk) -> Reading:
         return _on_ticket(Act.QUERY, "", refs, desk, rest) if (refs.tickets or refs.numbers) else Reading(Act.HELP)
     if _HELP.match(c):
         return Reading(Act.HELP)
+    if _MORNING_OFF.search(c):  # before the completions: 关掉早报 is no 关掉 of a ticket
+        return Reading(Act.MORNING_OFF)
+    if _MORNING_ON.search(c):
+        return Reading(Act.MORNING_ON)
     worker = _worker_named(c, desk)
     if worker is not None and (_TRANSFER_VERB.search(c[: worker[1]]) or _TRANSFER_AFTER.match(c[worker[2] :])):
         return _on_ticket(Act.TRANSFER, f"{worker[0]} {_reason(_cut(rest, worker[0]))}".strip(), refs, desk, rest)
@@ -519,6 +546,8 @@ def _free_words(rest: str, refs: _Refs, desk: Desk) -> Reading:
         return _on_ticket(Act.ASK, "", refs, desk, rest, why="which_department")
     if done is not None and done[0] is Said.DONE:
         return _on_ticket(Act.RESOLVE, _result(rest), refs, desk, rest, subject=c[: done[1].start()])
+    if _BRIEFING.search(c) and not refs.explicit:
+        return Reading(Act.BRIEFING)
     if _LIST.search(c) and not refs.explicit:
         return Reading(Act.LIST)
     asked = done is not None and done[0] is Said.ASKED

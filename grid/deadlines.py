@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from grid.geography import Worker, community_lead
+from grid.locks import begin_writing
 from grid.service import EMERGENCY_ACTION, SYSTEM_ACTOR
 from grid.tickets import Ticket, TicketEvent
 from grid.workflow import OPEN_STATUSES, Role, Status
@@ -109,7 +110,7 @@ def due_notices(session: Session, now: datetime) -> list[DeadlineNotice]:
     owe a notice, which is what a neighbourhood's handful of open tickets costs anyway.
     """
     _require_aware(now)
-    _begin_writing(session)
+    begin_writing(session)
     owed = or_(
         and_(Ticket.deadline_at < now, Ticket.overdue_notified_at.is_(None)),
         and_(Ticket.deadline_at >= now, Ticket.reminded_at.is_(None)),
@@ -123,24 +124,6 @@ def due_notices(session: Session, now: datetime) -> list[DeadlineNotice]:
         if kind is not None and (notice := _claim(session, ticket, kind, now)) is not None:
             notices.append(notice)
     return notices
-
-
-def _begin_writing(session: Session) -> None:
-    """On SQLite, open the transaction explicitly (BEGIN IMMEDIATE) unless one is already open.
-
-    The sqlite3 driver begins a transaction only before INSERT/UPDATE/DELETE, so a SAVEPOINT issued first
-    would start the transaction itself and its RELEASE would commit it: each claim would commit on its own,
-    and a rollback of the round would no longer undo them. IMMEDIATE also takes SQLite's single write lock
-    up front, so a second process waits (busy timeout) and then reads the claims of the first, instead of
-    failing to upgrade a stale read snapshot. PostgreSQL needs none of this: its row locks and the version
-    check do the work.
-    """
-    connection = session.connection()
-    if connection.dialect.name != "sqlite":
-        return
-    driver = connection.connection.driver_connection
-    if driver is not None and not driver.in_transaction:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _handlers(session: Session, ticket: Ticket) -> tuple[Recipient | None, Recipient | None]:
@@ -240,7 +223,7 @@ def due_emergency_renotices(session: Session, now: datetime, every: timedelta) -
     processes running the check at once only one tells anyone; the caller commits, then sends.
     """
     _require_aware(now)
-    _begin_writing(session)
+    begin_writing(session)
     marked = select(TicketEvent.ticket_id).where(TicketEvent.action == EMERGENCY_ACTION)
     query = select(Ticket).where(
         Ticket.id.in_(marked),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, ForeignKey, Select, String, bindparam, literal_column, select, text
+from sqlalchemy import JSON, ForeignKey, Select, String, bindparam, false, literal_column, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from storage.base import Base
@@ -43,6 +43,10 @@ class Worker(Base):
     on_duty: Mapped[bool] = mapped_column(default=True)
     # The channel the worker's private messages go out on (webchat, wechaty, wecom): `id` is an account there.
     channel: Mapped[str] = mapped_column(String(32), default="webchat", server_default="webchat")
+    # The morning digest (a lead: the briefing) is optional: off until the worker turns it on (bot/worker_day.py).
+    morning_digest: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The local day (YYYY-MM-DD) it last went out: claimed by one UPDATE, so two app processes send it once.
+    digest_sent_on: Mapped[str | None] = mapped_column(String(10), default=None)
 
     grid: Mapped[Grid] = relationship(back_populates="workers")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,16 +19,25 @@ from sqlalchemy.orm.exc import StaleDataError
 from grid import outbox  # noqa: F401  (registers the outbox writer on every session)
 from grid.categories import Category, category_named, classify
 from grid.clock import LOCAL_TZ
+from grid.duplicates import DuplicateJudge, Report, RuleJudge, Verdict
 from grid.emergencies import Emergency, EmergencyTriage
 from grid.geography import ChatGroup, Department, Grid, Worker, community_lead, on_duty_worker
+from grid.locks import lock_community
+from grid.places import same_spot
 from grid.ratings import Rating
 from grid.tickets import Ticket, TicketCounter, TicketEvent, TicketReporter
 from grid.workflow import OPEN_STATUSES, WAITING_FOR_RESIDENT, Role, Status, TicketError
 from storage.base import utcnow
 from storage.upsert import insert_ignoring_conflicts
 
+if TYPE_CHECKING:  # grid.warnings reads tickets through grid.deadlines, which imports this module
+    from grid.warnings import RaisedWarning, WarningWatch
+
 SYSTEM_ACTOR = "system"
 DUPLICATE_WINDOW = timedelta(hours=72)
+# History action of a new ticket the duplicate judge found may repeat an open one (its note: that ticket's number);
+# the worker's notice and the console show it, and `合并 GD…新 GD…旧` folds it in.
+POSSIBLE_DUPLICATE_ACTION = "possible_duplicate"
 # History action that marks a ticket as a life-safety emergency (its note: the kind, 电梯困人): the re-notice job
 # (grid/deadlines.py) finds emergencies by it, so knowing one needs no column of its own.
 EMERGENCY_ACTION = "emergency"
@@ -49,6 +59,12 @@ class Filing:
     duplicate: bool = False
     notify: list[Worker] = field(default_factory=list)  # besides the assignee: the lead for red tickets
     emergency: Emergency | None = None  # a life-safety emergency: the resident is told whom to call, even on a duplicate
+    warnings: list[RaisedWarning] = field(default_factory=list)  # early warnings this report raised (grid/warnings.py)
+    # A new ticket that may repeat this open one (the worker is told 可能重复 and can merge it).
+    possible_duplicate: Ticket | None = None
+    # The words of this report when they raised the ticket it joined (to red, or to an emergency): its worker and
+    # lead are told why.
+    raised_by: str | None = None
 
 
 def is_emergency(ticket: Ticket) -> bool:
@@ -60,38 +76,23 @@ def _towards(target: str, reason: str) -> str:
     return f"→ {target}：{reason}" if reason else f"→ {target}"
 
 
-# Characters that make up a building, unit or room number: "3号楼" inside "13号楼" or "B3号楼" is another place.
-_NUMBER_CHARS = frozenset("零〇一二两三四五六七八九十百千")
-
-
-def _in_number(char: str) -> bool:
-    return (char.isascii() and char.isalnum()) or char in _NUMBER_CHARS
-
-
-def same_place(a: str, b: str) -> bool:
-    """The same place, or one named inside the other ("3号楼" and "阳光花园3号楼2单元"); but a number is not part
-    of a longer one ("3号楼" is not "13号楼", "三号楼" not "十三号楼", "2单元" not "12单元")."""
-    a, b = a.replace(" ", ""), b.replace(" ", "")
-    if not a or not b:
-        return False
-    short, long = sorted((a, b), key=len)
-    start = long.find(short)
-    while start != -1:
-        end = start + len(short)
-        glued_before = start > 0 and _in_number(long[start - 1]) and _in_number(short[0])
-        glued_after = end < len(long) and _in_number(long[end]) and _in_number(short[-1])
-        if not (glued_before or glued_after):
-            return True
-        start = long.find(short, start + 1)
-    return False
-
-
 class TicketService:
-    def __init__(self, session: Session, emergencies: EmergencyTriage | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        emergencies: EmergencyTriage | None = None,
+        warnings: WarningWatch | None = None,
+        duplicates: DuplicateJudge | None = None,
+    ) -> None:
         """`emergencies`: how filing recognises life-safety reports; the app's edge injects it (the chat's report
-        form), None leaves red to the category keywords (tests, imports, callers that choose the category)."""
+        form), None leaves red to the category keywords (tests, imports, callers that choose the category).
+        `warnings`: the early-warning watch run after each filing (the chat's report form); None: no check.
+        `duplicates`: who decides a report repeats an open ticket (grid/duplicates.py, by place and meaning when the
+        app has an embedding model); None: the safe rule, same category at the same specific spot."""
         self.session = session
         self.emergencies = emergencies
+        self.warnings = warnings
+        self.duplicates: DuplicateJudge = duplicates or RuleJudge()
 
     # --- 问 / 派 ---------------------------------------------------------------------------------
 
@@ -108,43 +109,64 @@ class TicketService:
         grid_code: str | None = None,
         photos: list[str] | None = None,
         category: str | None = None,
+        reporter_channel: str | None = None,
     ) -> Filing:
         """Store a report and dispatch it (问→派), or link it to an open ticket for the same problem.
 
         A report from a group belongs to the group's grid; one from elsewhere (the 12345 hotline through
-        Open311, the console) names its grid.
+        Open311, the console, a private chat) names its grid. A private chat's report names its `reporter_channel`
+        too: with no group to be told in, its reporter hears of the ticket privately there (bot/ticket_notices.py).
+
+        The same problem (并单, issue #24) is an open ticket of this grid or a neighbouring grid of its community,
+        filed within `duplicate_window`, that the duplicate judge finds at the same spot saying the same thing
+        (grid/duplicates.py); the report then joins it as a co-reporter. When the judge is unsure, the report is
+        filed as a new ticket that records which one it may repeat. A later report more urgent than the ticket it
+        joins (red, or an emergency) raises that ticket (`_raise`).
 
         A life-safety emergency (电梯困人, 着火…), recognised by meaning when the service was given a recogniser and
         the caller chose no category, is filed red under the emergency category whatever object it names, due
-        within the emergency deadline, and marked in its history; it only joins an open ticket that is itself an
-        emergency (a fire at a spot is not the blocked fire lane reported there yesterday), and vice versa.
+        within the emergency deadline, and marked in its history. Without a judge by meaning it only joins an open
+        ticket that is itself an emergency (a fire at a spot is not the blocked fire lane reported there
+        yesterday), and vice versa; with one, the descriptions tell them apart.
         """
         group = self.session.get(ChatGroup, group_id) if group_id else None
         if group_id and group is None:
             raise TicketError("unknown_group", group_id=group_id)
         grid_code = group.grid_code if group else grid_code
-        if grid_code is None or self.session.get(Grid, grid_code) is None:
+        grid = self.session.get(Grid, grid_code) if grid_code else None
+        if grid_code is None or grid is None:
             raise TicketError("unknown_grid", grid=grid_code or "")
+        # Two processes filing one problem at once would both find no open ticket and open two: the duplicate check
+        # and the filing take turns per community, until this transaction commits (the warning check re-takes it).
+        lock_community(self.session, grid.community_code)
         chosen = category_named(category) if category else None  # a caller's explicit choice (Open311 service_code)
         if category and chosen is None:
             raise TicketError("unknown_category", category=category)
         emergency = self.emergencies.recognise(description) if self.emergencies and chosen is None else None
         kind: Category = chosen or self._emergency_category(emergency) or classify(description, category_hint)
         now = utcnow()
-        existing = self._open_duplicate(grid_code, kind.name, location, now - duplicate_window, emergency is not None)
-        if existing is not None:
+        report = Report(description, location, kind.name, emergency is not None)
+        existing, verdict = self._open_duplicate(grid_code, report, reporter_id, now - duplicate_window)
+        if existing is not None and verdict is Verdict.LIKELY:
+            due = self.emergencies.deadline if emergency and self.emergencies else timedelta(hours=kind.deadline_hours)
+            urgent = emergency is not None or kind.colour == "red"
+            raised = self._raise(existing, urgent, now + due, emergency.kind.name if emergency else None, description)
             if not existing.reported_by(reporter_id):
                 existing.co_reporters.append(
                     TicketReporter(
                         reporter_id=reporter_id,
                         reporter_name=reporter_name,
                         group_id=group.id if group else None,
+                        reporter_channel=None if group else reporter_channel,
                         description=description,
                     )
                 )
                 existing.record("co_report", reporter_id, Role.RESIDENT, note=description)
             self._save(existing)
-            return Filing(existing, duplicate=True, emergency=emergency)
+            lead = community_lead(self.session, existing.grid_code) if raised else None
+            notify = [lead] if lead is not None else []
+            raised_by = description if raised else None
+            return self._watched(Filing(existing, duplicate=True, emergency=emergency, notify=notify, raised_by=raised_by))
         due = self.emergencies.deadline if emergency and self.emergencies else timedelta(hours=kind.deadline_hours)
         ticket = Ticket(
             number=self._next_number(),
@@ -155,6 +177,7 @@ class TicketService:
             reporter_id=reporter_id,
             reporter_name=reporter_name,
             group_id=group.id if group else None,
+            reporter_channel=None if group else reporter_channel,
             grid_code=grid_code,
             status=Status.SUBMITTED,
             created_at=now,
@@ -172,17 +195,9 @@ class TicketService:
             )
         )
         if emergency is not None:
-            ticket.events.append(
-                TicketEvent(
-                    action=EMERGENCY_ACTION,
-                    from_status=Status.SUBMITTED,
-                    to_status=Status.SUBMITTED,
-                    actor_id=SYSTEM_ACTOR,
-                    actor_role=Role.SYSTEM,
-                    created_at=now,
-                    note=emergency.kind.name,
-                )
-            )
+            ticket.record(EMERGENCY_ACTION, SYSTEM_ACTOR, Role.SYSTEM, note=emergency.kind.name, at=now)
+        if existing is not None:  # uncertain: filed, with the ticket it may repeat on record for the worker and console
+            ticket.record(POSSIBLE_DUPLICATE_ACTION, SYSTEM_ACTOR, Role.SYSTEM, note=existing.number, at=now)
         self.session.add(ticket)
         worker = on_duty_worker(self.session, grid_code)
         lead = community_lead(self.session, grid_code)
@@ -191,7 +206,13 @@ class TicketService:
             ticket.apply("dispatch", SYSTEM_ACTOR, Role.SYSTEM, note=worker.id)
         self._save(ticket)
         notify = [lead] if lead is not None and (ticket.colour == "red" or worker is None) else []
-        return Filing(ticket, notify=notify, emergency=emergency)
+        return self._watched(Filing(ticket, notify=notify, emergency=emergency, possible_duplicate=existing))
+
+    def _watched(self, filing: Filing) -> Filing:
+        """Every filing, new ticket or co-report, is a report the early-warning watch counts."""
+        if self.warnings is not None:
+            filing.warnings = self.warnings.after_filing(self.session, filing.ticket)
+        return filing
 
     def _emergency_category(self, emergency: Emergency | None) -> Category | None:
         if emergency is None or self.emergencies is None:
@@ -201,23 +222,53 @@ class TicketService:
             raise TicketError("unknown_category", category=self.emergencies.category)
         return category
 
-    def _open_duplicate(
-        self, grid_code: str, category: str, location: str, since: datetime, emergency: bool = False
-    ) -> Ticket | None:
+    def _open_duplicate(self, grid_code: str, new: Report, reporter_id: str, since: datetime) -> tuple[Ticket | None, Verdict]:
+        """The open ticket this report repeats (LIKELY), else the one it may repeat (UNCERTAIN), oldest first, among
+        the open tickets of the community's grids filed since `since`; (None, DIFFERENT) when there is none.
+
+        The same resident's same words at the same place always join (a replayed chat turn files once), even where
+        the place is too vague for two residents' reports to be matched.
+        """
+        grid = self.session.get(Grid, grid_code)
+        if grid is None or since >= utcnow():
+            return None, Verdict.DIFFERENT
+        community_grids = select(Grid.code).where(Grid.community_code == grid.community_code)
         query = select(Ticket).where(
-            Ticket.grid_code == grid_code,
-            Ticket.category == category,
+            Ticket.grid_code.in_(community_grids),
             Ticket.created_at >= since,
             Ticket.status_in(OPEN_STATUSES),
         )
-        return next(
-            (
-                t
-                for t in self.session.scalars(query.order_by(Ticket.id))
-                if same_place(t.location, location) and is_emergency(t) == emergency
-            ),
-            None,
-        )
+        maybe: Ticket | None = None
+        for ticket in self.session.scalars(query.order_by(Ticket.id)):
+            if ticket.reported_by(reporter_id) and (ticket.description, ticket.location) == (new.description, new.location):
+                return ticket, Verdict.LIKELY
+            if not same_spot(new.location, ticket.location):
+                continue  # every judge needs the same spot; this check is cheap, the judge may not be
+            open_report = Report(ticket.description, ticket.location, ticket.category, is_emergency(ticket))
+            verdict = self.duplicates.judge(new, open_report, same_grid=ticket.grid_code == grid_code)
+            if verdict is Verdict.LIKELY:
+                return ticket, verdict
+            if verdict is Verdict.UNCERTAIN and maybe is None:
+                maybe = ticket
+        return (maybe, Verdict.UNCERTAIN) if maybe is not None else (None, Verdict.DIFFERENT)
+
+    def _raise(self, ticket: Ticket, red: bool, due_at: datetime, emergency_kind: str | None, reason: str) -> bool:
+        """A report more urgent than the open ticket it joins raises it: red, due by the report's own deadline when
+        sooner, and marked an emergency when the report is one (so the re-notice job chases it). History says why (a
+        system `triage` entry, as a worker's recolouring is). Whether anything changed: the worker and lead are told."""
+        becomes_emergency = emergency_kind is not None and not is_emergency(ticket)
+        if not becomes_emergency and (ticket.colour == "red" or not red):
+            return False
+        changes = [] if ticket.colour == "red" else [f"colour {ticket.colour}→red"]
+        ticket.colour = "red"
+        if due_at < ticket.deadline_at:
+            changes.append(f"deadline {ticket.deadline_at.isoformat()}→{due_at.isoformat()}")
+            ticket.deadline_at = due_at
+            ticket.reminded_at = ticket.overdue_notified_at = None
+        if becomes_emergency:
+            ticket.record(EMERGENCY_ACTION, SYSTEM_ACTOR, Role.SYSTEM, note=emergency_kind)
+        ticket.record("triage", SYSTEM_ACTOR, Role.SYSTEM, note=f"{'; '.join(changes) or EMERGENCY_ACTION}：{reason}")
+        return True
 
     # --- lookups ---------------------------------------------------------------------------------
 
@@ -393,25 +444,56 @@ class TicketService:
         return self._save(ticket)
 
     def merge(self, number: str, into: str, actor: Actor) -> Ticket:
-        """Fold a duplicate into the ticket that handles the problem; its reporter becomes a co-reporter there."""
+        """Fold a duplicate into the open ticket that handles the problem (并单: `合并 GD…新 GD…旧`, or the console).
+
+        The duplicate is closed as merged; its reporter and co-reporters become co-reporters of the other ticket, so
+        they are told when it is resolved; a duplicate more urgent than that ticket raises it (`_raise`). Both must
+        be tickets of one community, and the one kept must not be over (closed, cancelled, merged itself): merged
+        into a resolved ticket, its reporters hear the state in the merge notice.
+        """
         ticket, target = self.get(number), self.get(into)
         if ticket.id == target.id:
             raise TicketError("same_ticket", number=ticket.number)
         if actor.role is not Role.SYSTEM:
             self._require_handler(ticket, actor)
+        if Status(target.status) not in OPEN_STATUSES | WAITING_FOR_RESIDENT:
+            raise TicketError("merge_target_closed", number=target.number, status=target.status)
+        if not self._same_community(ticket, target):
+            raise TicketError("not_your_community", number=target.number)
         ticket.apply("merge", actor.id, actor.role, note=target.number)
         ticket.merged_into_id = target.id
-        target.co_reporters.append(
-            TicketReporter(
-                reporter_id=ticket.reporter_id,
-                reporter_name=ticket.reporter_name,
-                group_id=ticket.group_id,
-                description=ticket.description,
-            )
-        )
+        # Each report keeps the time it was made: the early-warning window counts co-reports by it (grid/warnings.py),
+        # so a merge must not make days-old reports new.
+        # A private reporter keeps their channel: the resolve notice of the ticket kept reaches them there.
+        first = ticket
+        joining = [
+            (first.reporter_id, first.reporter_name, first.group_id, first.description, first.created_at, first.reporter_channel)
+        ]
+        joining += [
+            (c.reporter_id, c.reporter_name, c.group_id, c.description, c.created_at, c.reporter_channel)
+            for c in ticket.co_reporters
+        ]
+        for reporter_id, reporter_name, group_id, description, reported_at, channel in joining:
+            if not target.reported_by(reporter_id):
+                target.co_reporters.append(
+                    TicketReporter(
+                        reporter_id=reporter_id,
+                        reporter_name=reporter_name,
+                        group_id=group_id,
+                        reporter_channel=channel,
+                        description=description,
+                        created_at=reported_at,
+                    )
+                )
+        emergency_kind = next((e.note for e in ticket.events if e.action == EMERGENCY_ACTION), None)
+        self._raise(target, ticket.colour == "red", ticket.deadline_at, emergency_kind, ticket.description)
         target.record("merge_in", actor.id, actor.role, note=ticket.number)
         self._save(target)
         return self._save(ticket)
+
+    def _same_community(self, a: Ticket, b: Ticket) -> bool:
+        grid_a, grid_b = self.session.get(Grid, a.grid_code), self.session.get(Grid, b.grid_code)
+        return grid_a is not None and grid_b is not None and grid_a.community_code == grid_b.community_code
 
     def change_triage(
         self, number: str, actor: Actor, *, colour: str | None, deadline_at: datetime | None, reason: str

@@ -9,6 +9,10 @@ Which tickets count where:
 
 - Totals (total, by category, by grid, by week) count every ticket reported in the period, merged and cancelled
   ones included: each was a report a resident made, and the workload of receiving it is real.
+- Recurring problems (举一反三) are groups of tickets about one problem at one place (grid/problems.py: the spot
+  normalised, the descriptions alike in meaning; without a meaning model, one category there), each with its count
+  per week, so a lead reads "3号楼地下室：渗水（4周7次）" where identical (category, place) pairs split the wordings.
+  A group counts tickets (occurrences), not co-reporters (voices about one occurrence).
 - Rates, handling time, overdue and recurring problems leave out merged and cancelled tickets. A merged ticket is
   a second report of a problem another ticket handles (counting it would count one repair twice, or hold a
   duplicate that was never worked against the deadline); a cancelled one was withdrawn, so nobody was due to
@@ -30,6 +34,8 @@ from sqlalchemy.orm import Session
 from grid.categories import load_categories
 from grid.clock import LOCAL_TZ
 from grid.geography import Grid
+from grid.problems import ProblemJudge, Report, most_said
+from grid.problems import summary as problem_summary
 from grid.ratings import Rating
 from grid.tickets import Ticket
 from grid.workflow import OPEN_STATUSES, Status
@@ -77,9 +83,11 @@ class RatingCount:
 
 @dataclass(frozen=True)
 class RecurringProblem:
-    category: str
-    location: str
-    count: int
+    category: str  # the category most of its tickets were filed under
+    location: str  # the place as residents wrote it most often (spaces removed)
+    count: int  # tickets
+    summary: str = ""  # the problem in a resident's words, the place taken out (渗水)
+    weeks: tuple[WeekCount, ...] = ()  # tickets per ISO week, weeks with none left out
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,8 @@ class GridRecurringProblem:
     category: str
     location: str
     count: int
+    summary: str = ""
+    weeks: tuple[WeekCount, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,11 +159,15 @@ def ticket_stats(
     grid_code: str | None = None,
     now: datetime | None = None,
     within: Collection[str] | None = None,
+    problems: ProblemJudge | None = None,
+    recurring_since: datetime | None = None,
 ) -> TicketStats:
     """Statistics of the tickets created in [start, end), in one grid or all; `now` decides what is overdue.
 
     `within` narrows "all" to the grids a reader may see (a worker's own, a lead's community's): an empty
-    collection counts nothing, it never means every grid.
+    collection counts nothing, it never means every grid. `problems` groups recurring problems (None: by place and
+    category); `recurring_since` (before `start`) looks further back for them — the weekly report looks back
+    several weeks — and lists only the problems reported again within the period.
     """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be timezone-aware")
@@ -167,6 +181,11 @@ def ticket_stats(
     rated = [r for r in worked if r.rating is not None]
     satisfied = sum(1 for r in rated if r.rating in SATISFIED)
     moment = now or utcnow()
+    history = worked
+    if recurring_since is not None and recurring_since < start:
+        earlier = _ticket_rows(session, recurring_since, start, grid_code, within)
+        history = [r for r in earlier if r.status not in NOT_WORKED] + worked
+    recurring = _recurring(history, problems or ProblemJudge(), start)
     return TicketStats(
         start=start,
         end=end,
@@ -185,9 +204,9 @@ def ticket_stats(
         by_rating=_by_rating(rated),
         average_handling_hours=_average_hours(resolved),
         overdue_now=sum(1 for r in worked if r.status in OPEN and r.deadline_at < moment),
-        top_recurring=_top_recurring(worked),
+        top_recurring=_top_recurring(recurring),
         by_category_week=_by_category_week(rows),
-        recurring_by_grid=_recurring_by_grid(worked, grids),
+        recurring_by_grid=_recurring_by_grid(recurring, grids),
     )
 
 
@@ -208,6 +227,10 @@ def _ticket_rows(
     session: Session, start: datetime, end: datetime, grid_code: str | None, within: Collection[str] | None
 ) -> Sequence[Any]:
     query = select(
+        Ticket.id,
+        Ticket.number,
+        Ticket.colour,
+        Ticket.description,
         Ticket.category,
         Ticket.grid_code,
         Ticket.location,
@@ -284,12 +307,48 @@ def _place(location: str) -> str:
     return "".join(location.split())
 
 
-def _top_recurring(worked: Iterable[Any]) -> tuple[RecurringProblem, ...]:
+@dataclass(frozen=True)
+class _Recurring:
+    """A problem reported again and again at one place: its tickets, in one grid."""
+
+    grid_code: str
+    category: str
+    location: str
+    summary: str
+    weeks: tuple[WeekCount, ...]
+    count: int
+
+
+def _recurring(rows: Sequence[Any], problems: ProblemJudge, start: datetime) -> list[_Recurring]:
+    """Each grid's tickets grouped by problem (grid/problems.py, one place only), the groups of RECURRING_MIN or
+    more tickets that had one in the period (from `start`), most tickets first."""
+    by_grid: dict[str, list[Report]] = {}
+    for r in sorted(rows, key=lambda r: (r.created_at, r.id)):
+        report = Report(r.id, r.number, r.category, r.colour, r.grid_code, r.location, r.description, r.created_at)
+        by_grid.setdefault(r.grid_code, []).append(report)
+    found: list[_Recurring] = []
+    for grid_code, reports in by_grid.items():
+        for group in problems.groups(reports, across_places=False):
+            if len(group) < RECURRING_MIN or all(r.at < start for r in group):
+                continue
+            weeks = Counter(iso_week(r.at.astimezone(LOCAL_TZ).date()) for r in group)
+            found.append(
+                _Recurring(
+                    grid_code=grid_code,
+                    category=most_said(r.category for r in group),
+                    location=most_said(_place(r.location) for r in group),
+                    summary=problem_summary(group),
+                    weeks=tuple(WeekCount(week, n) for week, n in sorted(weeks.items())),
+                    count=len(group),
+                )
+            )
+    found.sort(key=lambda p: (-p.count, p.category, p.location, p.grid_code))
+    return found
+
+
+def _top_recurring(recurring: Sequence[_Recurring]) -> tuple[RecurringProblem, ...]:
     """The same problem at the same place, reported again after the earlier ticket was handled: where to fix for good."""
-    counts = Counter((r.category, _place(r.location)) for r in worked)
-    recurring = [(key, n) for key, n in counts.items() if n >= RECURRING_MIN]
-    recurring.sort(key=lambda item: (-item[1], item[0][0], item[0][1]))
-    return tuple(RecurringProblem(category, place, n) for (category, place), n in recurring[:RECURRING_TOP])
+    return tuple(RecurringProblem(p.category, p.location, p.count, p.summary, p.weeks) for p in recurring[:RECURRING_TOP])
 
 
 def _by_category_week(rows: Iterable[Any]) -> tuple[CategoryWeekCount, ...]:
@@ -301,16 +360,11 @@ def _by_category_week(rows: Iterable[Any]) -> tuple[CategoryWeekCount, ...]:
     return tuple(CategoryWeekCount(week, category, n) for (week, category), n in ranked)
 
 
-def _recurring_by_grid(worked: Iterable[Any], grids: dict[str, str]) -> tuple[GridRecurringProblem, ...]:
-    """Each grid's top recurring (category, place) pairs: a street office compares grids, a grid fixes its own."""
-    counts = Counter((r.grid_code, r.category, _place(r.location)) for r in worked)
-    per_grid: dict[str, list[tuple[str, str, int]]] = {}
-    for (grid_code, category, place), n in counts.items():
-        if n >= RECURRING_MIN:
-            per_grid.setdefault(grid_code, []).append((category, place, n))
+def _recurring_by_grid(recurring: Sequence[_Recurring], grids: dict[str, str]) -> tuple[GridRecurringProblem, ...]:
+    """Each grid's top recurring problems: a street office compares grids, a grid fixes its own."""
     out: list[GridRecurringProblem] = []
-    for grid_code in sorted(per_grid):
-        ranked = sorted(per_grid[grid_code], key=lambda item: (-item[2], item[0], item[1]))[:RECURRING_TOP]
+    for grid_code in sorted({p.grid_code for p in recurring}):
         name = grids.get(grid_code, grid_code)
-        out.extend(GridRecurringProblem(grid_code, name, category, place, n) for category, place, n in ranked)
+        ranked = [p for p in recurring if p.grid_code == grid_code][:RECURRING_TOP]
+        out.extend(GridRecurringProblem(grid_code, name, p.category, p.location, p.count, p.summary, p.weeks) for p in ranked)
     return tuple(out)

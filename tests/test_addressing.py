@@ -179,3 +179,18 @@ def test_resident_can_abandon_a_report(chat: Chat, resident: tuple[str, str], se
     assert chat.say("3号楼", group=GROUP, sender=sender, name=name) == []
     with session_factory() as session:
         assert session.scalar(select(Ticket).where(Ticket.reporter_id == sender)) is None
+
+
+def test_a_message_no_rule_fits_is_placed_once(
+    chat: Chat, resident: tuple[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    """A bare place @-ed to the bot (NLU: inform, outside any form) has no rule: Rasa's core fallback runs
+    action_unplaced, which must end the turn — it used to run again up to Rasa's 10 predictions, filing a 咨询 ticket
+    each time."""
+    sender, name = resident
+    replies = chat.say("778号楼北面", group=GROUP, sender=sender, name=name, mention=True)
+    room = _room(replies)
+    assert len(room) == 1, replies
+    with session_factory() as session:
+        tickets = list(session.scalars(select(Ticket).where(Ticket.reporter_id == sender)))
+    assert len(tickets) <= 1 and (not tickets or tickets[0].number in room[0]), (tickets, replies)

@@ -1,7 +1,7 @@
 """Rasa's e5 featurizer: the int8 ONNX encoder agrees with the fp32 model, and a trained model carries it.
 
-The featurizer runs in the Rasa virtualenv (a subprocess here); the fp32 reference is the app's
-sentence-transformers copy of the same model, built at set-up time from the same weights.
+The featurizer runs in the Rasa virtualenv (a subprocess here); the fp32 reference is the sentence-transformers copy
+of the same model, built at set-up time from the same weights, run in the tools virtualenv (another subprocess).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from bot import rasa_process
 from bot.nlu_eval import examples
 from bot.rasa_process import RASA_BIN, rasa_env
 from bot.settings import PROJECT_ROOT
+from knowledge.e5_exports import onnx_e5_dir
 from knowledge.embeddings import offline_e5_dir
-from knowledge.offline_e5_onnx import onnx_e5_dir
 from rasa_components.e5_encoder import ENCODER_CARD, ENCODER_DIR_ENV, FILES, E5Encoder, card_digest, read_card
+from tests.tools_venv import reference_vectors
 
 TEXTS = [
     "请问居住证怎么办理需要什么材料",
@@ -88,11 +89,7 @@ def featurized() -> dict[str, object]:
 
 
 def test_the_int8_encoder_agrees_with_the_fp32_model(featurized: dict[str, object]) -> None:
-    from sentence_transformers import SentenceTransformer
-
-    reference = SentenceTransformer(str(offline_e5_dir()), device="cpu").encode(
-        ["query: " + text for text in TEXTS], normalize_embeddings=True
-    )
+    reference = reference_vectors(["query: " + text for text in TEXTS])
     vectors = featurized["vectors"]
     assert isinstance(vectors, list) and len(vectors) == len(TEXTS) + 1
     served = np.asarray(vectors[: len(TEXTS)], dtype=np.float32)

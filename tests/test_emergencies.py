@@ -342,6 +342,9 @@ def test_the_reply_tells_the_resident_whom_to_call_and_who_was_told(webhook: htt
     assert reply.startswith(t("emergencies.advice.lift_trapped")) and "96333" in reply and "119" in reply
     assert "紧急工单 GD" in reply and "张敏（网格员）" in reply and "陈书记（社区负责人）" in reply
     delivered = [d for r in responses if r.get("custom") for d in r["custom"].get("deliver", [])]
+    # An early warning (预警) to the lead may ride along when the suite's earlier reports in this community made a
+    # burst (grid/warnings.py); it is no notice of this ticket.
+    delivered = [d for d in delivered if not d["text"].startswith("【预警")]
     assert {d["target_id"] for d in delivered if d["target_type"] == "contact"} == {"worker-1", "lead-1"}
     assert all("【紧急工单】" in d["text"] for d in delivered)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app import create_app
+from bot.demo import load_demo
 from bot.rasa_tokens import ACTION_TOKEN_HEADER, action_token, rasa_token
 from bot.settings import Settings
 from grid.geography import Worker
@@ -175,6 +177,25 @@ def test_the_action_endpoint_wants_rasas_token(
         from_web_chat = _action_call("action_worker_list", "webchat", wechat_worker)
         assert number not in _listed(client.post("/webhook", json=from_web_chat, headers=rasa))
         assert client.get("/actions", headers=rasa).status_code == 200
+
+
+def test_each_app_in_a_process_acts_on_its_own_services(
+    actions_app: str, session_factory: sessionmaker[Session], wechat_worker: str, tmp_path: Path
+) -> None:
+    """The action services were a module global that every app started in the process replaced: after another app
+    started (tests serve several from threads), Rasa's calls to the first ran on the other's database and duplicate
+    rule — a resident's repeat report became a new ticket in the full test run (issue #24)."""
+    number = _ticket_held_by(session_factory, wechat_worker)
+    other_database = f"sqlite:///{tmp_path / 'other.db'}"
+    load_demo(other_database, updated_by="test")
+    other = Settings(
+        database_url=other_database, rasa_url=f"http://127.0.0.1:{free_port()}", app_port=free_port(), kb_embedding_model="none"
+    )
+    call, rasa = _action_call("action_worker_list", "wechaty", wechat_worker), {ACTION_TOKEN_HEADER: action_token()}
+    with app_server(other) as other_url:  # started after actions_app
+        assert number in _listed(httpx.post(f"{actions_app}/webhook", json=call, headers=rasa, timeout=30))
+        assert number not in _listed(httpx.post(f"{other_url}/webhook", json=call, headers=rasa, timeout=30))
+    assert number in _listed(httpx.post(f"{actions_app}/webhook", json=call, headers=rasa, timeout=30))  # and after it
 
 
 @pytest.mark.parametrize(

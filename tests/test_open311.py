@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.channels.webchat import WebChatMessage
 from bot.embedded import app_server, free_port
 from bot.settings import Settings
 from grid.categories import load_categories
@@ -19,6 +20,7 @@ from grid.service import Actor, TicketService
 from grid.tickets import Ticket
 from grid.workflow import Role
 from storage.engine import unit_of_work
+from tests.areas import Area
 
 KEY = "test-key"
 ADMIN = Actor("admin", Role.ADMIN)
@@ -162,6 +164,33 @@ def test_same_problem_same_place_returns_the_open_ticket(api: httpx.Client, sess
         ticket = session.scalar(select(Ticket).where(Ticket.number == first))
         assert ticket is not None and [r.reporter_id for r in ticket.co_reporters] == ["open311:caller-b"]
     assert _created(_post(api, address_string=place, service_code="noise", description="楼上装修太吵")) != first
+
+
+def test_hotline_reports_of_one_problem_warn_the_lead(
+    api: httpx.Client, session_factory: sessionmaker[Session], area: Area
+) -> None:
+    """Three 12345 callers report one problem in other words: the early warning runs after every filing, whatever
+    the source, and its notice reaches the community's lead after the commit (here on the web chat)."""
+    reports = [
+        ("3号楼东侧的下水井盖丢了，晚上有人差点掉下去", "3号楼东侧"),
+        ("三号楼东边井盖没了，路过的人小心", "三号楼东边"),
+        ("3栋楼东侧下水道的盖子不见了，一个大窟窿", "3栋楼东侧"),
+    ]
+    for index, (description, place) in enumerate(reports):
+        _created(
+            _post(
+                api,
+                description=description,
+                address_string=place,
+                account_id=f"hotline-yw-{index}-{uuid.uuid4().hex[:6]}",
+                **{"attribute[grid]": area.grid},
+            )
+        )
+    with session_factory() as session:
+        told = session.scalars(
+            select(WebChatMessage.text).where(WebChatMessage.target_id == area.lead, WebChatMessage.direction == "out")
+        ).all()
+    assert len([text for text in told if text.startswith("【预警")]) == 1, told
 
 
 def test_unknown_request_is_404(api: httpx.Client) -> None:

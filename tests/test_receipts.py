@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.channels.receipts import Receipts
 from bot.deferred import HELD, RECEIVED, DeferredMessage, DeferredStore
-from bot.messages import IncomingMessage, OutgoingMessage
+from bot.messages import IncomingMessage, Media, MediaKind, OutgoingMessage
 
 
 class Intake:
@@ -67,6 +67,34 @@ def test_a_failed_turn_turns_the_note_into_a_held_message(session_factory: sessi
     assert statuses(session_factory, incoming) == [(HELD, "ConnectionError: database went away")]
     replayed = [held for _, held in DeferredStore(session_factory).held(limit=10_000)]
     assert incoming in replayed  # the same message, text and emoji included, for the deferred job
+
+
+def test_a_private_report_keeps_its_grid_and_pictures_when_held_and_when_replayed_after_a_crash(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """An iLink report has no group: its grid (the binding's) is all that files it, so the replay must carry it."""
+    photo = Media(MediaKind.IMAGE, "http://bot.example/media/abc.jpg", "abc.jpg", "image/jpeg", 2048)
+    store = DeferredStore(session_factory, received_stale_seconds=0)
+    held, crashed = (
+        IncomingMessage(
+            channel="ilink",
+            sender_id=f"o{uuid.uuid4().hex[:8]}@im.wechat",
+            sender_name="微信用户",
+            text="楼道灯坏了",
+            message_id=uuid.uuid4().hex,
+            grid_code="demo-grid-1",
+            media=(photo,),
+        )
+        for _ in range(2)
+    )
+    held_id = store.hold(held, "rasa unavailable")
+    crashed_id = store.note(crashed)  # the process noting it died before the turn ended
+    replayed = dict(store.held(limit=10_000))
+    assert replayed[held_id] == held and replayed[crashed_id] == crashed
+    assert (replayed[held_id].grid_code, replayed[held_id].media) == ("demo-grid-1", (photo,))
+    plain = message()  # a group message keeps no grid of its own and no pictures
+    plain_id = store.hold(plain, "rasa unavailable")
+    assert dict(store.held(limit=10_000))[plain_id] == plain
 
 
 def test_a_message_that_could_not_be_noted_is_still_held_if_its_turn_fails(session_factory: sessionmaker[Session]) -> None:

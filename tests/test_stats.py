@@ -7,6 +7,7 @@ in grid-3, a slice only this module writes to; the default-range test works on d
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.embedded import app_server, free_port
 from bot.settings import Settings
+from grid.problems import most_said
 from grid.ratings import Rating
 from grid.service import LOCAL_TZ, Actor, TicketService
 from grid.stats import UnknownGrid, iso_week, local_day_range, ticket_stats
@@ -76,10 +78,32 @@ EXPECTED_GRID3: dict[str, Any] = {
     "by_rating": [{"rating": "满意", "count": 1}, {"rating": "基本满意", "count": 1}, {"rating": "不满意", "count": 1}],
     "average_handling_hours": (10 + 80 + 30 + 2 + 5) / 5,
     "overdue_now": 4,  # C D D2 H
+    # One problem at one place, by meaning (grid/problems.py): 路灯又坏了 joins 路灯坏了; the summary is the shortest
+    # wording without the place, and the count per ISO week says how often it came back.
     "top_recurring": [
-        {"category": "市政设施", "location": "5号楼东侧", "count": 3},
-        {"category": "噪音扰民", "location": "7号楼", "count": 2},  # ties with 环境卫生 and sorts first by category
-        {"category": "环境卫生", "location": "北门", "count": 2},  # E is cancelled and not a third
+        {
+            "category": "市政设施",
+            "location": "5号楼东侧",
+            "count": 3,
+            "summary": "路灯坏了",
+            "weeks": [{"week": "2021-W09", "count": 2}, {"week": "2021-W10", "count": 1}],
+        },
+        # ties with 环境卫生 and sorts first by category
+        {
+            "category": "噪音扰民",
+            "location": "7号楼",
+            "count": 2,
+            "summary": "装修太吵了",
+            "weeks": [{"week": "2021-W10", "count": 2}],
+        },
+        # E is cancelled and not a third
+        {
+            "category": "环境卫生",
+            "location": "北门",
+            "count": 2,
+            "summary": "垃圾没人清",
+            "weeks": [{"week": "2021-W09", "count": 1}, {"week": "2021-W10", "count": 1}],
+        },
     ],
 }
 NONZERO_CATEGORIES_GRID3 = {"市政设施": 3, "环境卫生": 3, "物业管理": 2, "噪音扰民": 2}
@@ -140,7 +164,14 @@ def api(database_url: str, session_factory: sessionmaker[Session]) -> Iterator[h
 
 
 def _as_dicts(items: Any) -> list[dict[str, Any]]:
-    return [asdict(item) for item in items]
+    """As the API gives them: nested tuples become lists."""
+    return json.loads(json.dumps([asdict(item) for item in items]))
+
+
+def test_a_clusters_name_is_what_most_of_its_reports_say_the_first_on_a_tie() -> None:
+    """One rule for the weekly report's recurring problems and the early warning's category (grid/problems.py)."""
+    assert most_said(["市政设施", "环境卫生", "环境卫生"]) == "环境卫生"
+    assert most_said(["环境卫生", "市政设施", "市政设施", "环境卫生"]) == "环境卫生"
 
 
 def test_local_days_become_a_utc_half_open_range() -> None:

@@ -11,9 +11,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.messages import TargetType
+from bot.ticket_notices import notices_for
 from grid.outbox import OutboxMessage
+from grid.places import same_spot
 from grid.ratings import Rating
-from grid.service import Actor, Filing, TicketService, same_place
+from grid.service import Actor, Filing, TicketService
 from grid.tickets import Ticket
 from grid.workflow import Role, TicketError
 from storage.engine import unit_of_work
@@ -84,7 +87,7 @@ def test_same_problem_same_place_links_to_the_open_ticket(session_factory: sessi
         ("3号楼", "3号楼", True),
         ("3号楼", "3号楼2单元", True),  # the same building, said more precisely
         ("3号楼", "阳光花园3号楼门口", True),
-        ("阳光花园", "阳光花园3号楼", True),
+        ("阳光花园", "阳光花园3号楼", False),  # an estate alone is no spot (#24): it would take any building's report
         ("3号楼", "13号楼", False),  # another building that ends the same
         ("3号楼", "B3号楼", False),
         ("三号楼", "十三号楼", False),
@@ -95,7 +98,7 @@ def test_same_problem_same_place_links_to_the_open_ticket(session_factory: sessi
     ],
 )
 def test_same_place_does_not_take_a_number_for_part_of_a_longer_one(a: str, b: str, same: bool) -> None:
-    assert same_place(a, b) is same and same_place(b, a) is same
+    assert same_spot(a, b) is same and same_spot(b, a) is same
 
 
 def test_a_report_from_building_3_is_not_folded_into_building_13s(session_factory: sessionmaker[Session]) -> None:
@@ -229,6 +232,48 @@ def test_reopened_ticket_keeps_its_full_history(session_factory: sessionmaker[Se
         ("resolve", "resolved"),
         ("close", "closed"),
     ]
+
+
+def test_private_reporters_are_told_privately_on_their_channel_and_rate_without_a_group(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """A report from a private chat (an iLink binding's grid) has no group: the resolve notice, the rating request,
+    a co-reporter's notice and a merge notice go to the person on the channel they reported on."""
+    first, second, third = (f"o{uuid.uuid4().hex[:8]}@im.wechat" for _ in range(3))
+    place = f"{uuid.uuid4().hex[:6]}号楼"
+
+    def private(reporter: str, text: str, where: str) -> Filing:
+        with unit_of_work(session_factory) as session:
+            return TicketService(session).file_report(
+                group_id=None, grid_code="grid-2", reporter_id=reporter, reporter_name="微信用户",
+                description=text, location=where, reporter_channel="ilink",
+            )  # fmt: skip
+
+    filed = private(first, "路灯坏了", place).ticket
+    joined = private(second, "路灯坏了", place)  # the same problem: a co-reporter, private too
+    assert joined.duplicate and joined.ticket.number == filed.number
+    assert (filed.group_id, filed.reporter_channel) == (None, "ilink")
+    _do(session_factory, "accept", filed.number, WORKER2)
+    with unit_of_work(session_factory) as session:
+        ticket = TicketService(session).resolve(filed.number, WORKER2, "换了灯泡")
+        notices = notices_for(session, ticket, "resolve", "worker-2")
+        told = [(m.target_type, m.target_id, m.channel, m.awaits_rating_from) for m in notices]
+    assert told == [(TargetType.CONTACT, first, "ilink", first), (TargetType.CONTACT, second, "ilink", None)]
+
+    with unit_of_work(session_factory) as session:  # a private 满意 (no group) finds the ticket by its reporter alone
+        waiting = TicketService(session).awaiting_rating(first, None)
+        assert waiting is not None and waiting.number == filed.number
+    closed = _do(session_factory, "rate", reporter_id=first, group_id=None, rating=Rating.SATISFIED, comment="满意")
+    assert (closed.status, closed.rating) == ("closed", "满意")
+
+    kept = _file(session_factory, "井盖松了", f"{uuid.uuid4().hex[:6]}号楼").ticket
+    duplicate = private(third, "井盖松了又响", f"{uuid.uuid4().hex[:6]}号楼").ticket
+    with unit_of_work(session_factory) as session:
+        merged = TicketService(session).merge(duplicate.number, kept.number, WORKER2)
+        merge_told = [(m.target_type, m.target_id, m.channel) for m in notices_for(session, merged, "merge", "worker-2")]
+        target = TicketService(session).get(kept.number)
+        assert [(r.reporter_id, r.reporter_channel) for r in target.co_reporters] == [(third, "ilink")]
+    assert (TargetType.CONTACT, third, "ilink") in merge_told
 
 
 def test_merge_and_triage_need_the_right_people(session_factory: sessionmaker[Session]) -> None:

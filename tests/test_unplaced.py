@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from actions.unplaced import is_small_talk
 from bot.texts import text as t
+from grid.service import Actor, TicketService
 from grid.tickets import Ticket
+from grid.workflow import Role
 from tests.servers import action_call
 
 GROUP, WORKER_NAME = "demo-grid-1", "张敏"
@@ -31,10 +33,18 @@ COMPLAINT = (
 
 
 def call(
-    client: httpx.Client, action: str, intent: str, text: str, *, addressed: bool = True, gate: float | None = None
+    client: httpx.Client,
+    action: str,
+    intent: str,
+    text: str,
+    *,
+    addressed: bool = True,
+    gate: float | None = None,
+    sender: str | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
-    """Run `action` for a fresh resident's message in GROUP; returns the resident's id and the action's responses."""
-    sender = f"resident-{uuid.uuid4().hex[:8]}"
+    """Run `action` for a resident's message in GROUP (a fresh resident unless `sender` is given); returns the
+    resident's id and the action's responses."""
+    sender = sender or f"resident-{uuid.uuid4().hex[:8]}"
     conversation = f"webchat:{GROUP}:{sender}"
     metadata = {"channel": "webchat", "group_id": GROUP, "sender_id": sender, "sender_name": "居民小周", "addressed": addressed}
     latest: dict[str, Any] = {"text": text, "intent": {"name": intent, "confidence": 0.9}, "entities": [], "metadata": metadata}
@@ -97,9 +107,25 @@ def test_a_long_message_misread_as_a_rating_or_a_status_check_goes_to_a_person(
     assert len(tickets_of(session_factory, sender)) == 1
 
 
-def test_a_short_unclear_rating_is_still_asked_again(webhook: httpx.Client) -> None:
-    _, responses = call(webhook, "action_rate_service", "rate_service", "这个嘛", gate=0.9)
-    assert any("满意" in text for text in texts(responses)), responses
+def test_a_short_unclear_rating_is_asked_again_only_when_a_rating_is_awaited(
+    webhook: httpx.Client, session_factory: sessionmaker[Session]
+) -> None:
+    """Rating replies only when a rating is awaited: a short title NLU read as a rating (405公交上班高峰期等不到车) from
+    a resident with nothing to rate is placed like any unplaced message, not told to reply 满意/不满意."""
+    sender = f"resident-{uuid.uuid4().hex[:8]}"
+    with session_factory() as session:
+        service = TicketService(session)
+        ticket = service.file_report(
+            group_id=GROUP, reporter_id=sender, reporter_name="居民小周", description="楼道灯坏了", location="3号楼2单元"
+        ).ticket
+        service.resolve(ticket.number, Actor(ticket.assignee_id or "", Role.WORKER), "换了灯泡")
+        session.commit()
+    _, awaited = call(webhook, "action_rate_service", "rate_service", "这个嘛", gate=0.9, sender=sender)
+    assert any(t("tickets.rating_unclear") in text for text in texts(awaited)), awaited
+    other, not_awaited = call(webhook, "action_rate_service", "rate_service", "405公交上班高峰期等不到车", gate=0.9)
+    said = texts(not_awaited)
+    assert said and not any(b in text for b in BRUSH_OFFS for text in said), said
+    assert len(tickets_of(session_factory, other)) == 1  # a person has it
 
 
 def test_unasked_and_unanswerable_says_nothing_and_files_nothing(
@@ -113,11 +139,33 @@ def test_unasked_and_unanswerable_says_nothing_and_files_nothing(
     assert len(tickets_of(session_factory, addressed)) == 1
 
 
-def test_unasked_status_with_nothing_open_says_nothing(webhook: httpx.Client) -> None:
-    _, unasked = call(webhook, "action_ticket_status", "check_ticket_status", "今天东莞天气如何", addressed=False)
-    assert unasked == []
-    _, asked = call(webhook, "action_ticket_status", "check_ticket_status", "我报的事怎么样了")
-    assert any("没有进行中的工单" in text for text in texts(asked)), asked
+def test_a_status_check_with_nothing_open_is_silent_unasked_and_looked_up_by_a_person_when_asked(
+    webhook: httpx.Client, session_factory: sessionmaker[Session]
+) -> None:
+    """Asked after a report the bot does not know (made by phone, or a short title NLU misread), the resident is
+    told nothing is open here and a person takes it up — not the bare 您目前没有进行中的工单."""
+    unasked_sender, unasked = call(webhook, "action_ticket_status", "check_ticket_status", "今天东莞天气如何", addressed=False)
+    assert unasked == [] and tickets_of(session_factory, unasked_sender) == []
+    sender, asked = call(webhook, "action_ticket_status", "check_ticket_status", "我报的事怎么样了")
+    said = texts(asked)
+    assert said and "没有查到您进行中的工单" in said[0] and WORKER_NAME in said[0] and "单号 GD" in said[0], said
+    assert not any(b in text for b in BRUSH_OFFS for text in said), said
+    [ticket] = tickets_of(session_factory, sender)
+    assert ticket.category == "咨询" and ticket.description == "我报的事怎么样了"
+
+
+@pytest.mark.parametrize(("text", "helped"), [("我想问问高龄补贴的事", True), ("没用", False), ("答非所问 你说的不对", False)])
+def test_unhelpful_with_nothing_answered_before_is_a_question_when_it_has_a_subject(
+    webhook: httpx.Client, session_factory: sessionmaker[Session], text: str, helped: bool
+) -> None:
+    """NLU reads @我想问问补贴的事 as 答非所问; with no earlier answer, what the knowledge base has for it (an answer or
+    the entries offered), while a bare 没用 is asked what it refers to. Neither files a ticket."""
+    sender, responses = call(webhook, "action_answer_unhelpful", "answer_unhelpful", text, gate=0.9)
+    said = texts(responses)
+    offered = any(t("suggestions.offer", options="").split("\n")[0] in x for x in said)
+    answered = any("来源：" in x and "高龄" in x for x in said)
+    assert said and (offered or answered) is helped and (t("policy.unhelpful_nothing") in said) is not helped, said
+    assert tickets_of(session_factory, sender) == []
 
 
 @pytest.mark.parametrize(
@@ -138,3 +186,32 @@ def test_a_policy_question_taken_for_a_status_check_is_answered_when_nothing_is_
     said = texts(responses)
     assert said and "来源：" in said[0] and "没有进行中的工单" not in said[0], said
     assert tickets_of(session_factory, sender) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "gate", "introduced"),
+    [("你好", 0.05, True), ("您好，我们小区东门外的垃圾桶好几天没人清理了，能不能安排一下", 0.9, False)],
+)
+def test_a_greeting_is_introduced_to_and_a_request_opening_with_one_is_placed(
+    webhook: httpx.Client, session_factory: sessionmaker[Session], text: str, gate: float, introduced: bool
+) -> None:
+    sender, responses = call(webhook, "action_greet", "greet", text, gate=gate)
+    assert [r.get("response") for r in responses if r.get("response")] == (["utter_greet"] if introduced else []), responses
+    if not introduced:
+        said = texts(responses)
+        assert said and "单号 GD" in said[0] and not any(b in x for b in BRUSH_OFFS for x in said), said
+        [ticket] = tickets_of(session_factory, sender)
+        assert ticket.description == text
+
+
+def test_a_long_question_taken_for_asking_after_notices_is_placed_when_there_are_none(
+    webhook: httpx.Client, session_factory: sessionmaker[Session]
+) -> None:
+    """目前没有正在有效期内的惠民通知 answers 最近有什么通知, not a long question NLU read as one."""
+    question = "对于保障城市基本运行的重点商超、农贸市场的从业人员有没有专门的防护补贴政策"
+    _, short = call(webhook, "action_current_notices", "ask_notices", "最近有啥通知", gate=0.9)
+    _, long = call(webhook, "action_current_notices", "ask_notices", question, gate=0.9)
+    none = t("notices.current_none")
+    assert len(texts(short)) == 1 and "单号" not in texts(short)[0], short  # answered: none, or the current ones
+    said = texts(long)  # the current notices, when there are some; else the knowledge base, an offer or a person
+    assert said and none not in said and not any(b in x for b in BRUSH_OFFS for x in said), said

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from rasa_sdk.executor import ActionExecutor
 from rasa_sdk.interfaces import ActionExecutionRejection, ActionMissingDomainException, ActionNotFoundException
 
+from actions.runtime import serving
 from bot.rasa_tokens import ACTION_TOKEN_HEADER, action_token, same_secret
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ async def webhook(request: Request) -> JSONResponse:
     if problem:
         raise HTTPException(400, problem)
     try:
-        result = await executor.run(action_call)
+        with serving(request.app.state.action_services):  # this app's services, not the last app started's
+            result = await executor.run(action_call)
     except ActionExecutionRejection as exc:
         return JSONResponse({"error": exc.message, "action_name": exc.action_name}, status_code=400)
     except ActionNotFoundException as exc:

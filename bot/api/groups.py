@@ -59,7 +59,7 @@ class GroupsOut(BaseModel):
 class GroupIn(BaseModel):
     name: str = Field(min_length=1, max_length=128, pattern=PLAIN)
     grid_code: GridCode
-    channel: Literal["webchat", "wechaty", "wecom"] = "webchat"
+    channel: Literal["webchat", "wechaty", "wecom", "wecom_aibot"] = "webchat"
     tags: list[Tag] = Field(default_factory=list, max_length=20)
 
     @field_validator("name")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,8 +14,10 @@ from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 
 from bot.api.deps import ServicesDep
+from bot.api.media import store_for
 from bot.channels.webchat import render
-from bot.messages import IncomingMessage, TargetType
+from bot.media_store import MediaRejected
+from bot.messages import IncomingMessage, Media, MediaKind, TargetType
 from grid.geography import ChatGroup, Grid, Worker
 from storage.engine import unit_of_work
 
@@ -21,15 +25,32 @@ router = APIRouter()
 CHAT_PAGE = Path(__file__).resolve().parent.parent / "web" / "static" / "chat.html"
 
 
+class LocalMediaIn(BaseModel):
+    """What a platform delivers beside (or instead of) words: a picture, or the mark of a voice note."""
+
+    kind: Literal["image", "voice"]
+    data_base64: str | None = Field(
+        default=None,
+        description="image: the picture's bytes in base64 (JPEG, PNG, GIF or WebP), kept by the media store. "
+        "voice: nothing; the words the platform recognised in it are the message's text.",
+    )
+
+
 class LocalMessageIn(BaseModel):
     group_id: str | None = Field(default=None, max_length=128, description="Empty or null: a private chat with the bot.")
     # Stripped before the length checks: "  " would otherwise be accepted and become an empty identity.
     sender_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
     sender_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-    text: str
+    text: str = ""
     mentions_bot: bool = False
     message_id: str | None = Field(
         default=None, max_length=128, description="The platform's id of the message: a redelivery with the same id is ignored."
+    )
+    media: list[LocalMediaIn] = Field(
+        default_factory=list,
+        max_length=1,
+        description="A picture (with no text: on WeChat a picture is a message of its own) or a voice note (its "
+        "recognised words as the text, possibly none).",
     )
 
 
@@ -65,10 +86,11 @@ async def post_message(body: LocalMessageIn, services: ServicesDep) -> LocalMess
     """
     text = body.text.strip()
     limit = services.settings.max_text_chars
-    if not text:
+    if not text and not body.media:
         raise HTTPException(422, "text is empty: send the message's words")
     if len(text) > limit:
         raise HTTPException(413, f"text is too long: {len(text)} characters, at most {limit}")
+    media = tuple([await _media(item, text, services) for item in body.media])
     group_id = body.group_id or None
     message = IncomingMessage(
         channel=services.webchat.name,
@@ -78,6 +100,7 @@ async def post_message(body: LocalMessageIn, services: ServicesDep) -> LocalMess
         group_id=group_id,
         mentions_bot=body.mentions_bot,
         message_id=body.message_id,
+        media=media,
     )
     if not await asyncio.to_thread(services.webchat.record_incoming, message):
         raise HTTPException(404, f"unknown group '{group_id}': map the group to a grid first")
@@ -85,6 +108,27 @@ async def post_message(body: LocalMessageIn, services: ServicesDep) -> LocalMess
     return LocalMessageOut(
         replies=[Reply(target_type=o.target_type.value, target_id=o.target_id, text=render(o)) for o in outgoing]
     )
+
+
+async def _media(item: LocalMediaIn, text: str, services: ServicesDep) -> Media:
+    """A voice note's mark, or a picture kept in the media store like a platform's (bot/media_store.py); a clear 4xx
+    for anything else."""
+    if item.kind == "voice":
+        if item.data_base64:
+            raise HTTPException(422, "a voice note carries no data here: send the words recognised in it as the text")
+        return Media(MediaKind.VOICE, "")
+    if text:
+        raise HTTPException(422, "a picture is a message of its own (as on WeChat): send it with no text")
+    if not item.data_base64:
+        raise HTTPException(422, "image: data_base64 (the picture's bytes) is missing")
+    try:
+        data = base64.b64decode(item.data_base64, validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPException(422, "image: data_base64 is not base64") from None
+    try:
+        return await asyncio.to_thread(store_for(services).save_image, data)
+    except MediaRejected as exc:
+        raise HTTPException(422, f"image not kept: {exc}") from None
 
 
 @router.get("/api/v1/local/transcript", response_model=TranscriptOut, tags=["web chat"])

@@ -3,7 +3,9 @@
 Services are the issue categories and requests are tickets (service_request_id is the ticket number). A
 request filed here goes through TicketService.file_report like a chat report, so it is classified,
 deduplicated, dispatched to the grid's worker and written to the outbox the same way. Nobody is told in
-chat from here: notifying workers of new tickets is the outbox consumers' job, whatever the ticket's source.
+chat from here: notifying workers of new tickets is the outbox consumers' job, whatever the ticket's source. The
+one exception is an early warning (预警) the filing raises: it is no ticket event, so the lead is sent it after the
+commit through the app's dispatcher, as the deadline job sends its notices.
 
 Errors follow GeoReport: a list of {"code", "description"} with the same HTTP status (403 for the API key,
 404 for an unknown request, 400 for everything else the caller can fix). Query arguments are read as plain
@@ -33,13 +35,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from bot.api.deps import ServicesDep
+from bot.messages import OutgoingMessage
 from bot.privacy import Surface, text_as_seen
 from bot.settings import Settings
+from bot.warning_notices import warning_notices
 from grid import open311 as mapping
 from grid.categories import load_categories
+from grid.duplicates import DuplicateJudge
 from grid.geography import Department, Grid
 from grid.service import TicketService
 from grid.tickets import Ticket
+from grid.warnings import WarningWatch
 from grid.workflow import TicketError
 from storage.base import utcnow
 from storage.engine import unit_of_work
@@ -425,11 +431,17 @@ def _validate(fields: dict[str, str]) -> NewRequest:
     )
 
 
-def _file(factory: sessionmaker[Session], new: NewRequest) -> CreatedOut:
-    """File the request in one transaction; a duplicate answers with the open ticket it was linked to."""
+def _file(
+    factory: sessionmaker[Session],
+    new: NewRequest,
+    duplicates: DuplicateJudge | None = None,
+    warnings: WarningWatch | None = None,
+) -> tuple[CreatedOut, list[OutgoingMessage]]:
+    """File the request in one transaction; a duplicate (grid/duplicates.py) answers with the open ticket it joined.
+    Also the lead's notices of the early warnings it raised, to send once the transaction committed."""
     try:
         with unit_of_work(factory) as session:
-            filing = TicketService(session).file_report(
+            filing = TicketService(session, duplicates=duplicates, warnings=warnings).file_report(
                 group_id=None,
                 grid_code=new.grid_code,
                 reporter_id=new.reporter_id,
@@ -447,7 +459,9 @@ def _file(factory: sessionmaker[Session], new: NewRequest) -> CreatedOut:
             else:
                 template = mapping.NOTICE_DISPATCHED if ticket.assignee_id else mapping.NOTICE_WAITING
                 notice = template.format(grid=grid_name, deadline=mapping.local_time(ticket.deadline_at))
-            return CreatedOut(service_request_id=ticket.number, service_notice=notice)
+            created = CreatedOut(service_request_id=ticket.number, service_notice=notice)
+            warned = warning_notices(filing.warnings)
+        return created, warned
     except TicketError as error:
         if error.code == "unknown_grid":
             raise Refusal(400, f"unknown grid '{new.grid_code}' in attribute[grid]") from None
@@ -460,14 +474,16 @@ async def create_request(fmt: str, request: Request, services: ServicesDep) -> l
 
     Fields: service_code, description, address_string (becomes the ticket's location), attribute[grid] (the
     grid code, required as there is no geocoding), and optionally account_id / phone / email and
-    first_name / last_name for the reporter. A report of a problem already open at the same place in the
-    same category is linked to that ticket, and its number is returned.
+    first_name / last_name for the reporter. A report of a problem already open at the same spot (the same
+    problem by meaning, grid/duplicates.py) is linked to that ticket, and its number is returned.
     """
     try:
         _require_json(fmt)
         fields = await _read_fields(request)
         _check_key(fields.get("api_key"), services.settings.open311_api_keys)
         new = _validate(fields)
-        return [await run_in_threadpool(_file, services.session_factory, new)]
+        created, warned = await run_in_threadpool(_file, services.session_factory, new, services.duplicates, services.warnings)
+        await services.dispatcher.send(warned, origin=services.webchat.name)  # queued for retry if a channel is down
+        return [created]
     except Refusal as refusal:
         return refusal.response()

@@ -37,7 +37,8 @@ from bot.privacy import Surface, text_as_seen
 from bot.texts import text
 from grid.clock import LOCAL_TZ
 from grid.geography import Grid, Worker
-from grid.stats import TicketStats, UnknownGrid, iso_week, local_day_range, ticket_stats
+from grid.problems import ProblemJudge
+from grid.stats import GridRecurringProblem, TicketStats, UnknownGrid, iso_week, local_day_range, ticket_stats
 from grid.tickets import Ticket
 from storage.engine import unit_of_work
 
@@ -47,6 +48,8 @@ XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 # What makes a spreadsheet read a cell as a formula (OWASP, CSV injection), tab and CR included.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# How far back the recurring problems look: the report's week and the seven before it.
+RECURRING_WEEKS = 8
 
 
 @dataclass(frozen=True)
@@ -121,10 +124,16 @@ def _table(sheet: Worksheet, header: list[str], rows: list[list[object]]) -> Non
         sheet.column_dimensions[column[0].column_letter].width = min(width, 60)
 
 
-def build_workbook(session: Session, week: Week, grid: str | None, reader: Reader) -> bytes:
-    """The report as XLSX bytes for this reader; raises UnknownGrid for an unknown grid code."""
+def build_workbook(session: Session, week: Week, grid: str | None, reader: Reader, problems: ProblemJudge | None = None) -> bytes:
+    """The report as XLSX bytes for this reader; raises UnknownGrid for an unknown grid code.
+
+    Its recurring problems (举一反三) look back RECURRING_WEEKS weeks and list those reported again this week, each
+    with its tickets per week: "3号楼地下室：渗水（4周7次）"."""
     start, end = local_day_range(week.first, week.last)
-    figures: TicketStats = ticket_stats(session, start=start, end=end, grid_code=grid, within=reader.within)
+    since = start - timedelta(weeks=RECURRING_WEEKS - 1)
+    figures: TicketStats = ticket_stats(
+        session, start=start, end=end, grid_code=grid, within=reader.within, problems=problems, recurring_since=since
+    )
     c = "columns."
     book = Workbook()
     summary = book.active
@@ -163,13 +172,28 @@ def build_workbook(session: Session, week: Week, grid: str | None, reader: Reade
     )
     _table(
         book.create_sheet(_t("sheets.recurring")),
-        [_t(c + "grid"), _t(c + "category"), _t(c + "location"), _t(c + "count")],
-        [[x.grid_name, x.category, reader.sees(x.location), x.count] for x in figures.recurring_by_grid],
+        [_t(c + k) for k in ("grid", "category", "location", "count", "problem", "weeks", "per_week", "recurring")],
+        [_recurring_row(x, reader) for x in figures.recurring_by_grid],
     )
     _table(book.create_sheet(_t("sheets.tickets")), *_ticket_rows(session, start, end, grid, reader))
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+def _recurring_row(problem: GridRecurringProblem, reader: Reader) -> list[object]:
+    """Grid, category, place, tickets, the problem, in how many weeks, per week, and the line a lead reads."""
+    location, summary, weeks = reader.sees(problem.location), reader.sees(problem.summary), len(problem.weeks)
+    return [
+        problem.grid_name,
+        problem.category,
+        location,
+        problem.count,
+        summary,
+        weeks,
+        " ".join(_t("week_count", week=w.week, count=w.count) for w in problem.weeks),
+        _t("recurring", location=location, summary=summary, weeks=weeks, count=problem.count),
+    ]
 
 
 def _scope(session: Session, grid: str | None, reader: Reader) -> str:
@@ -236,7 +260,7 @@ def weekly_report(
     chosen = parse_week(week, datetime.now(LOCAL_TZ).date())
     with unit_of_work(services.session_factory) as session:
         try:
-            content = build_workbook(session, chosen, grid, reader)
+            content = build_workbook(session, chosen, grid, reader, services.problems)
         except UnknownGrid:
             raise HTTPException(404, f"unknown grid '{grid}'") from None
     name = f"weekly-report-{chosen.label}{'-' + grid if grid else ''}.xlsx"

@@ -19,7 +19,7 @@ from bot.api.tickets import grid_scope
 from bot.auth.deps import AnyAccount
 from bot.privacy import Surface, mask_personal, sees_personal_data
 from grid.clock import LOCAL_TZ
-from grid.stats import UnknownGrid, local_day_range, ticket_stats
+from grid.stats import GridRecurringProblem, RecurringProblem, UnknownGrid, local_day_range, ticket_stats
 from storage.engine import unit_of_work
 
 router = APIRouter(tags=["stats"])
@@ -54,9 +54,11 @@ class RatingCountOut(_FromDomain):
 
 
 class RecurringProblemOut(_FromDomain):
-    category: str
-    location: str = Field(description="As reported, spaces removed.")
-    count: int
+    category: str = Field(description="The category most of its tickets were filed under.")
+    location: str = Field(description="As reported most often, spaces removed.")
+    count: int = Field(description="Tickets about this problem at this place (grouped by meaning, grid/problems.py).")
+    summary: str = Field(default="", description="The problem in a resident's words, without the place.")
+    weeks: list[WeekCountOut] = Field(default_factory=list, description="Its tickets per ISO week (weeks with none left out).")
 
 
 class CategoryWeekCountOut(_FromDomain):
@@ -71,6 +73,8 @@ class GridRecurringProblemOut(_FromDomain):
     category: str
     location: str
     count: int
+    summary: str = ""
+    weeks: list[WeekCountOut] = Field(default_factory=list)
 
 
 class StatsOut(BaseModel):
@@ -102,14 +106,19 @@ class StatsOut(BaseModel):
     average_handling_hours: float | None = Field(description="Mean hours from report to resolution over resolved tickets.")
     overdue_now: int = Field(description="Tickets of the period still open and past their deadline at the time of asking.")
     top_recurring: list[RecurringProblemOut] = Field(
-        description="Up to 5 (category, location) pairs reported at least twice, most often first."
+        description="Up to 5 problems reported at least twice at one place (alike in meaning), most often first."
     )
     by_category_week: list[CategoryWeekCountOut] = Field(
         default_factory=list, description="Tickets per (ISO week, category), non-zero pairs only, in week order."
     )
     recurring_by_grid: list[GridRecurringProblemOut] = Field(
-        default_factory=list, description="Per grid, up to 5 (category, location) pairs reported at least twice."
+        default_factory=list, description="Per grid, up to 5 problems reported at least twice at one place."
     )
+
+
+def _masked(problem: RecurringProblem | GridRecurringProblem) -> RecurringProblem | GridRecurringProblem:
+    """A place and a resident's words may name a room: masked for readers of figures."""
+    return replace(problem, location=mask_personal(problem.location), summary=mask_personal(problem.summary))
 
 
 @router.get("/api/v1/stats", response_model=StatsOut)
@@ -144,12 +153,12 @@ def stats(
         raise HTTPException(422, f"{first}..{last} is outside the dates the server can count") from None
     with unit_of_work(services.session_factory) as session:
         try:
-            figures = ticket_stats(session, start=start, end=end, grid_code=grid, within=within)
+            figures = ticket_stats(session, start=start, end=end, grid_code=grid, within=within, problems=services.problems)
         except UnknownGrid:
             raise HTTPException(404, f"unknown grid '{grid}': use a grid code such as grid-1") from None
     values = {f.name: getattr(figures, f.name) for f in fields(figures) if f.name != "grid_code"}
     if not sees_personal_data(principal.role, Surface.REPORT):
-        values["top_recurring"] = [replace(r, location=mask_personal(r.location)) for r in figures.top_recurring]
-        values["recurring_by_grid"] = [replace(r, location=mask_personal(r.location)) for r in figures.recurring_by_grid]
+        values["top_recurring"] = [_masked(r) for r in figures.top_recurring]
+        values["recurring_by_grid"] = [_masked(r) for r in figures.recurring_by_grid]
     grids = sorted(within) if within is not None else None
     return StatsOut(from_=first, to=last, grid=grid, grids=grids, timezone=str(LOCAL_TZ), **values)

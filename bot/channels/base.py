@@ -28,13 +28,15 @@ class Capabilities:
     `max_text_chars` is what one message may hold in characters; a platform that counts bytes (WeCom's group
     robot: 2048 bytes of UTF-8) also states `max_text_bytes` and its adapter sets `max_text_chars` so that any
     Chinese text within it fits. `limits` pace pushes (notices); `reply_limits` pace replies and private
-    messages, which people wait for and so may come faster.
+    messages, which people wait for and so may come faster. `can_post_to_rooms` False: the platform has no
+    groups the bot can post into (WeChat's iLink route is one-to-one), so notices never pick the channel.
     """
 
     max_text_chars: int
     can_mention: bool = True
     can_message_contacts: bool = True
     can_send_media: bool = False
+    can_post_to_rooms: bool = True
     max_text_bytes: int | None = None
     limits: SendLimits = field(default_factory=SendLimits)
     reply_limits: SendLimits = field(default_factory=lambda: SendLimits(per_account=40, per_group=20, jitter_seconds=0.0))

@@ -26,12 +26,14 @@ from typing import Protocol, runtime_checkable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.channels.backoff import backoff
 from bot.channels.base import Channel
 from bot.channels.outbound import OutboundMessage, OutboundStatus
 from bot.channels.ratelimit import RateLimiter, budgets_for, take_slot
 from bot.channels.registry import ChannelRegistry, UnknownChannel
 from bot.channels.sender import SendError, split_text
 from bot.messages import Media, MediaKind, Mention, OutgoingMessage, TargetType
+from bot.metrics import MESSAGES_OUT
 from grid.geography import ChatGroup, Worker
 from storage.base import utcnow
 from storage.engine import unit_of_work
@@ -59,7 +61,7 @@ class RetryPolicy:
     max_wait_seconds: float = 3.0
 
     def backoff(self, attempts: int) -> float:
-        return min(self.first_seconds * 2 ** max(attempts - 1, 0), self.max_seconds)
+        return backoff(attempts, self.first_seconds, self.max_seconds, jitter=0.0)
 
 
 def _no_masking(text: str) -> str:
@@ -104,6 +106,7 @@ class Dispatcher:
                 remote.append(message)
         for name, batch in local.items():
             await self._channels.get(name).deliver(batch)  # type: ignore[attr-defined]
+            MESSAGES_OUT.labels(name, "sent").inc(len(batch))
         if remote:
             row_ids = await asyncio.to_thread(self._queue, remote)
             await self._attempt(row_ids)
@@ -277,6 +280,7 @@ class Dispatcher:
         )
         if slot is None:
             await asyncio.to_thread(self._release, row.id, wait)
+            MESSAGES_OUT.labels(row.channel, "rate_limited").inc()
             return False
         try:
             await self._call(channel, row)
@@ -287,6 +291,7 @@ class Dispatcher:
         finally:
             await self._limiter.confirm(budgets, slot)
         await asyncio.to_thread(self._finish, row.id, OutboundStatus.SENT)
+        MESSAGES_OUT.labels(row.channel, "sent").inc()
         return True
 
     @staticmethod
@@ -307,10 +312,12 @@ class Dispatcher:
                 row.id, row.target_type, row.target_id, row.channel, attempts, error,
             )
             await asyncio.to_thread(self._finish, row.id, OutboundStatus.FAILED, str(error))
+            MESSAGES_OUT.labels(row.channel, "failed").inc()
             return
         delay = self._retry.backoff(attempts)
         log.warning("message #%d on %s not sent (attempt %d), retry in %.0f s: %s", row.id, row.channel, attempts, delay, error)
         await asyncio.to_thread(self._release, row.id, delay, str(error), attempted=True)
+        MESSAGES_OUT.labels(row.channel, "retry").inc()
 
 
 def _media_json(media: Media) -> dict[str, object]:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.channels.dedup import Deduplicator
 from bot.channels.dispatch import Dispatcher
 from bot.messages import IncomingMessage, Mention, OutgoingMessage, TargetType
+from bot.metrics import MESSAGES_IN
 from bot.photos import handle_media
 from bot.router import MessageRouter
 from bot.texts import text as t
@@ -47,13 +48,20 @@ class MessageIntake:
             return []  # the bot's own message echoed back by the platform
         if not await self._dedup.first_time(message.channel, message.message_id):
             log.info("redelivered message %s on %s ignored", message.message_id, message.channel)
+            MESSAGES_IN.labels(message.channel, "duplicate").inc()
             return []
         try:
             group_to_check = None if group_checked else message.group_id
             if group_to_check is not None and not await asyncio.to_thread(self._is_mapped, group_to_check):
                 outgoing = self._unmapped(message)
+                MESSAGES_IN.labels(message.channel, "unmapped_group").inc()
             else:
-                media_reply = await handle_media(self._factory, message)  # a bare picture or voice note (bot/photos.py)
+                # A bare picture or voice note: a worker's evidence for their ticket, else a resident's (bot/photos.py).
+                media_reply = await self._router.worker_media(message)
+                if media_reply is None:
+                    media_reply = await handle_media(self._factory, message)
+                if media_reply is not None:
+                    MESSAGES_IN.labels(message.channel, "media").inc()  # the router counts the rest by outcome
                 outgoing = media_reply if media_reply is not None else await self._router.handle(message)
             return await self._dispatcher.send(outgoing, origin=message.channel)
         except BaseException:
@@ -61,6 +69,7 @@ class MessageIntake:
             # with the same id, must get through. A turn that did reach Rasa and is run again is safe: the
             # ticket service recognises the same resident's same report as a duplicate.
             await self._dedup.forget(message.channel, message.message_id)
+            MESSAGES_IN.labels(message.channel, "error").inc()
             raise
 
     def _is_mapped(self, group_id: str) -> bool:

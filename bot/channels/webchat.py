@@ -84,7 +84,7 @@ class WebChatChannel(ChannelBase):
                     direction="in",
                     sender_id=message.sender_id,
                     sender_name=message.sender_name,
-                    text=message.text,
+                    text=(message.text + "".join(f"\n[{m.kind.value}] {m.url}" for m in message.media)).strip(),
                 )
             )
         return True

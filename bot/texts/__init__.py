@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,12 @@ def text(key: str, **params: object) -> str:
 
 def local_time(moment: datetime) -> str:
     """Times residents and workers read are local: 11月27日16:42."""
-    return moment.astimezone(LOCAL_TZ).strftime("%m月%d日%H:%M")
+    return text("formats.moment", moment=moment.astimezone(LOCAL_TZ))
+
+
+def day_name(day: date) -> str:
+    """A local calendar day as residents and workers read it: 12月07日."""
+    return text("formats.date", day=day)
 
 
 def colour_name(colour: str) -> str:

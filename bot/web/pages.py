@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 CONSOLE_DIR = Path(__file__).resolve().parent / "static" / "console"
-PAGES = ("login", "tickets", "knowledge", "notices", "groups", "dashboard")
+PAGES = ("login", "tickets", "knowledge", "notices", "groups", "dashboard", "warnings")
 # Photos on tickets are references to any web address (a connector's media URL), so images may come from anywhere.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: http: https:; "

@@ -27,19 +27,20 @@ import base64
 import contextlib
 import hashlib
 import logging
-import random
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.channels.backoff import backoff
 from bot.channels.base import Capabilities, ChannelBase, Health, HealthStatus, Intake
+from bot.channels.ordering import ConversationChains
 from bot.channels.receipts import Receipts
 from bot.channels.sender import SendError, SendLimits
+from bot.channels.sent_keys import SentKeys
 from bot.channels.wechaty import inbound
 from bot.channels.wechaty.shim import FileBox, Message, Wechaty, WechatyOptions, clear_caches, fresh_options, memory_scheduler
 from bot.media_store import MediaStore
@@ -55,7 +56,6 @@ T = TypeVar("T")
 
 # After this many connection attempts in a row without a login, health says "down" (it keeps trying).
 _DOWN_AFTER_FAILURES = 4
-_SENT_KEYS_KEPT = 10_000
 # A room where members just joined is greeted at most once in this many seconds (a QR code brings dozens).
 _MEMBER_GREETING_SECONDS = 600.0
 
@@ -74,8 +74,7 @@ class WechatyConfig:
 
     def backoff(self, failures: int) -> float:
         """Pause before the next attempt: doubling from the first step to the cap, ±20 % so restarts spread out."""
-        delay = min(self.reconnect_first_seconds * 2 ** max(failures - 1, 0), self.reconnect_max_seconds)
-        return delay * random.uniform(0.8, 1.2)
+        return backoff(failures, self.reconnect_first_seconds, self.reconnect_max_seconds)
 
 
 class WechatyChannel(ChannelBase):
@@ -112,8 +111,8 @@ class WechatyChannel(ChannelBase):
         self._runner: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._events: asyncio.Queue[tuple[str, Any]] | None = None
-        self._tails: dict[str, asyncio.Task[None]] = {}
-        self._sent_keys: OrderedDict[str, None] = OrderedDict()
+        self._chains = ConversationChains("wechaty")
+        self._sent_keys = SentKeys()
         self._greeted: dict[str, float] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------------
@@ -127,14 +126,14 @@ class WechatyChannel(ChannelBase):
         self._runner = asyncio.create_task(self._run(), name="wechaty-connection")
 
     async def stop(self) -> None:
-        tasks = [task for task in (self._runner, self._reader, *self._tails.values()) if task is not None]
+        tasks = [task for task in (self._runner, self._reader, *self._chains.tasks()) if task is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._runner = self._reader = None
-        self._tails.clear()
+        self._chains.clear()
         self._set_health(HealthStatus.DOWN, "stopped")
 
     def health(self) -> Health:
@@ -278,9 +277,10 @@ class WechatyChannel(ChannelBase):
             room = message.room()
             talker = message.talker()
             key = room.room_id if room is not None else f"contact:{talker.contact_id if talker else '?'}"
-            self._chain(key, self._deliver(message, self._self_id))
+            self._chains.chain(key, self._deliver(message, self._self_id))
         elif event == "room-join":
-            self._chain(payload.room_id, self._on_room_join(payload.room_id, list(payload.invited_ids), payload.inviter_id))
+            joined = self._on_room_join(payload.room_id, list(payload.invited_ids), payload.inviter_id)
+            self._chains.chain(payload.room_id, joined)
 
     async def _on_login(self, contact_id: str) -> None:
         bot = self._bot
@@ -296,27 +296,6 @@ class WechatyChannel(ChannelBase):
         if self._logged_in is not None:
             self._logged_in.set()
         self._set_health(HealthStatus.UP, f"logged in as {name} at {self._config.endpoint}")
-
-    def _chain(self, key: str, work: Awaitable[None]) -> None:
-        """Run `work` after everything already queued for the same conversation, concurrently with the others."""
-        before = self._tails.get(key)
-
-        async def run() -> None:
-            if before is not None:
-                with contextlib.suppress(BaseException):
-                    await before
-            try:
-                await work
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("wechaty: handling a message in %s failed", key)
-            finally:
-                if self._tails.get(key) is task:
-                    del self._tails[key]
-
-        task = asyncio.create_task(run())
-        self._tails[key] = task
 
     async def _deliver(self, message: Message, self_id: str) -> None:
         assert self._intake is not None
@@ -432,9 +411,7 @@ class WechatyChannel(ChannelBase):
             raise SendError(f"wechaty send to {target} failed: {type(exc).__name__}: {exc}") from exc
         if sent is None:
             raise SendError(f"wechaty send to {target}: the puppet service returned no message")
-        self._sent_keys[key] = None
-        while len(self._sent_keys) > _SENT_KEYS_KEPT:
-            self._sent_keys.popitem(last=False)
+        self._sent_keys.add(key)
 
 
 def build(settings: Settings, factory: sessionmaker[Session]) -> WechatyChannel:

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 import httpx
 
+from bot.channels.download import download_capped
 from bot.channels.wechaty.shim import FileBox, FileBoxType, Message, MessageType
 from bot.media_store import MediaRejected, MediaStore
 from bot.messages import IncomingMessage, Media, MediaKind
@@ -116,14 +117,6 @@ async def _bytes_of(box: FileBox, max_bytes: int, timeout: float) -> bytes:
 
 
 async def _fetch(url: str, max_bytes: int, timeout: float) -> bytes:
-    """Download at most `max_bytes` (plus one, to notice a larger file) from the puppet's file URL."""
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client, client.stream("GET", url) as response:
-        response.raise_for_status()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > max_bytes:
-                break
-        return b"".join(chunks)
+    """Download from the puppet's file URL; MediaRejected when larger than `max_bytes`."""
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
+        return await download_capped(client, url, max_bytes)

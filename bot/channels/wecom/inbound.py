@@ -109,7 +109,9 @@ def _content(msg_type: str, root: dict[str, Any]) -> tuple[str | None, tuple[Med
         url = _text(node.get("PicUrl") or node.get("ImageUrl"))
         return "", ((Media(MediaKind.IMAGE, url),) if url else ())
     if msg_type == "voice":
-        return _text(root.get("Recognition")), ()
+        # The words, when speech recognition is on for the app; marked as a voice note either way (a worker's dictated
+        # note on a ticket, bot/worker_evidence.py; with no words, the bot asks for text instead of saying nothing).
+        return _text(root.get("Recognition")).strip(), (Media(MediaKind.VOICE, ""),)
     if msg_type == "mixed":  # a robot callback with text and pictures in one message
         return _mixed(root)
     return None, ()

@@ -138,6 +138,7 @@ export async function attempt(button, work) {
 const NAV = [
   ["tickets", "工单", ["admin", "worker", "viewer"]],
   ["dashboard", "统计", ["admin", "worker", "viewer"]],
+  ["warnings", "预警", ["admin", "worker", "viewer"]],
   ["knowledge", "知识库", ["admin", "worker", "viewer"]],
   ["notices", "惠民信息", ["admin", "worker", "viewer"]],
   ["groups", "群与网格", ["admin", "worker", "viewer"]],

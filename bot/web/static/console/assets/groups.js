@@ -1,8 +1,9 @@
 // Groups and grids: channel health, which grid each chat group belongs to, its tags, and its bot settings
 // (own trigger prefixes, confidence to answer unasked, quiet hours). Admins edit; others read.
 import { $, api, attempt, boot, clear, el, field, fmtTime, meta, select, toast } from "./common.js";
+import { ilinkSection } from "./ilink.js";
 
-const CHANNELS = [["webchat", "网页聊天"], ["wechaty", "微信（wechaty）"], ["wecom", "企业微信"]];
+const CHANNELS = [["webchat", "网页聊天"], ["wechaty", "微信（wechaty）"], ["wecom", "企业微信"], ["wecom_aibot", "企业微信智能机器人"]];
 const HEALTH = { up: "正常", connecting: "连接中", down: "断开" };
 let account;
 let info;
@@ -106,7 +107,7 @@ async function main() {
   info = await meta();
   const app = $("#app");
   const admin = account.role === "admin";
-  clear(app, el("h1", {}, "群与网格"), await channelsSection(),
+  clear(app, el("h1", {}, "群与网格"), await channelsSection(), await ilinkSection(account, info),
     el("section", { class: "card" }, el("h2", {}, "群", admin ? [" ", el("button", { type: "button", class: "secondary", id: "group-new", onclick: () => editGroup(null) }, "添加群")] : null),
       el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, el("tr", {},
         ["群", "网格", "平台", "标签", "唤醒词", "把握", "免打扰"].map((h, i) => el("th", { class: [2, 4, 5, 6].includes(i) ? "opt" : null }, h)))),

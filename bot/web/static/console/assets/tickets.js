@@ -9,7 +9,7 @@ const ACTIONS = {
 };
 const EVENT_NAMES = {
   ...ACTIONS, submit: "受理", close: "完结", reopen: "重新处理", urge: "催办", co_report: "联报", photo: "补充照片",
-  merge_in: "并入重复工单", remind: "提醒", overdue: "超期",
+  merge_in: "并入重复工单", possible_duplicate: "可能重复", remind: "提醒", overdue: "超期", work_photo: "现场照片", work_note: "语音说明",
 };
 const ROLE_NAMES = { worker: "网格员", lead: "社区负责人", admin: "管理员", department: "部门", resident: "居民", system: "系统" };
 
@@ -170,6 +170,11 @@ function actionsFor(t) {
   return [el("h3", {}, "处理"), el("div", { class: "actions", id: "actions" }, offered.map((a) => actionForm(a, t)))];
 }
 
+function flaggedDuplicateOf(t) {
+  const flagged = (t.events || []).find((e) => e.action === "possible_duplicate");
+  return flagged ? flagged.note : null;
+}
+
 function reasonField(label = "原因") {
   return field(label, el("input", { name: "note", maxlength: 2000 }));
 }
@@ -189,7 +194,8 @@ function actionForm(action, t) {
     review: [reasonField("意见")],
     reject: [reasonField("驳回原因")],
     cancel: [reasonField()],
-    merge: [field("合并到工单号", el("input", { name: "target", required: true, placeholder: "GD…" }))],
+    // A ticket the duplicate check flagged (可能重复) offers the open ticket it may repeat.
+    merge: [field("合并到工单号", el("input", { name: "target", required: true, placeholder: "GD…", value: flaggedDuplicateOf(t) }))],
     triage: [field("颜色", select({ name: "colour" }, "不变", Object.entries(info.colours))), reasonField()],
   }[action];
   const button = el("button", { type: "submit", class: action === "cancel" ? "danger" : null }, ACTIONS[action]);
