@@ -275,8 +275,12 @@ def _named_inside(short: str, long: str) -> bool:
 
 
 def _names_agree(a: str, b: str) -> bool:
+    """One name inside the other (停车场, 地下停车场) — but a bare two-character spot (路口, 门口, 东门) inside a longer
+    name is any such spot anywhere: `路口` is not `幸福路口` and not `abc路口`."""
     a, b = a.replace(" ", ""), b.replace(" ", "")
     short, long = sorted((a, b), key=len)
+    if short != long and len(short) <= 2:
+        return False
     return _named_inside(short, long)
 
 

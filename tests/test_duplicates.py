@@ -88,6 +88,9 @@ def test_one_spot_in_other_words_is_the_same_spot(a: str, b: str) -> None:
         ("东门", "西门"),
         ("阳光花园3号楼", "和平里3号楼"),  # two estates' building 3
         ("停车场", "3号楼"),  # no part in common
+        ("路口", "幸福路口"),  # a bare two-character spot is any such spot anywhere
+        ("东门路口", "abcgrid-3路口"),
+        ("门口", "3号楼门口"),
     ],
 )
 def test_other_spots_are_not_the_same_spot(a: str, b: str) -> None:

@@ -332,6 +332,7 @@ def test_group_conversation_of_the_foundation_slice(
     peer: WechatyPeer, database_url: str, app_url: str, rasa_url: str, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     """Report → location question → ticket → private message to the worker → 办结 → the resident told, in WeChat."""
+    place = f"{uuid.uuid4().int % 900 + 100}号楼2单元"  # its own: no other test's open ticket is there
     room = _new_room(peer, [BOT[0], RESIDENT[0], NEIGHBOUR[0], WORKER[0]], topic="阳光小区居民群")
     worker = f"wx_worker_{uuid.uuid4().hex[:6]}"
     peer.add_contact(worker, "赵网格员")
@@ -358,12 +359,12 @@ def test_group_conversation_of_the_foundation_slice(
         [asked] = peer.wait_sent(room=room, timeout=60)
         assert "哪个位置" in asked["text"] and asked["mentionIdList"] == [resident], asked
 
-        peer.say(resident, "3号楼2单元", room=room)  # no @: the bot is waiting for this answer
+        peer.say(resident, place, room=room)  # no @: the bot is waiting for this answer
         filed = peer.wait_sent(room=room, count=2, timeout=60)[1]
         assert filed["mentionIdList"] == [resident], filed
         number = TICKET_NUMBER.search(filed["text"]).group(0)  # type: ignore[union-attr]
         [to_worker] = peer.wait_sent(contact=worker, timeout=30)
-        assert number in to_worker["text"] and "3号楼2单元" in to_worker["text"], to_worker
+        assert number in to_worker["text"] and place in to_worker["text"], to_worker
 
         peer.send_file(resident, "light.png", _png(), room=room)  # the photo of it, right after
         attached = peer.wait_sent(room=room, count=3)[2]
@@ -382,7 +383,7 @@ def test_group_conversation_of_the_foundation_slice(
             ticket = session.scalar(select(Ticket).where(Ticket.number == number))
             assert ticket is not None
             assert (ticket.group_id, ticket.grid_code, ticket.reporter_id, ticket.assignee_id) == (room, grid, resident, worker)
-            assert ticket.status == "resolved" and ticket.location == "3号楼2单元"
+            assert ticket.status == "resolved" and ticket.location == place
             assert [e.action for e in ticket.events] == ["submit", "dispatch", "photo", "resolve"]
             assert ticket.events[2].photos and ticket.events[2].photos[0].startswith("/media/")
 

@@ -73,7 +73,7 @@ async function load() {
       ? el("div", { class: "table-wrap" }, el("table", { id: "recurring" },
           el("thead", {}, el("tr", {}, ["网格", "分类", "位置", "次数", "问题", "周数"].map((h) => el("th", {}, h)))),
           el("tbody", {}, s.recurring_by_grid.map((r) => el("tr", {}, el("td", {}, r.grid_name), el("td", {}, r.category), el("td", {}, r.location), el("td", {}, String(r.count)),
-            el("td", {}, r.summary || ""), el("td", { title: (r.weeks || []).map((w) => `${w.week}: ${w.count}`).join("，") }, String((r.weeks || []).length))))))))
+            el("td", {}, r.summary || ""), el("td", { title: (r.weeks || []).map((w) => `${w.week}: ${w.count}`).join("，") }, String((r.weeks || []).length)))))))
       : el("p", { class: "muted" }, "这段时间没有同一地点反复出现的问题")));
 }
 
