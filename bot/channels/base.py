@@ -10,7 +10,9 @@ adapter's `Capabilities` to know its limits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -114,3 +116,14 @@ class ChannelBase:
     async def send_to_room(self, room_id: str, text: str, *, key: str) -> None:
         """RoomSender: a notice part is a room message without mentions."""
         await self.say_to_room(room_id, text, (), key=key)
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[None] | None]) -> None:
+    """A channel's stop: its connection, reader and queued turns all cancelled first, then each awaited, its error
+    (it is being stopped) swallowed — so no task outlives the stop and none is awaited while the others still run."""
+    running = [task for task in tasks if task is not None]
+    for task in running:
+        task.cancel()
+    for task in running:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -31,7 +31,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.channels.base import Capabilities, ChannelBase, Health, HealthStatus, Intake
+from bot.channels.base import Capabilities, ChannelBase, Health, HealthStatus, Intake, cancel_and_wait
 from bot.channels.ilink import store
 from bot.channels.ilink.config import IlinkConfig
 from bot.channels.ilink.inbound import CHANNEL
@@ -101,11 +101,7 @@ class IlinkChannel(ChannelBase):
         await self.logins.stop()
         pollers = list(self._pollers.values())
         self._pollers.clear()
-        for _poller, task in pollers:
-            task.cancel()
-        for _poller, task in pollers:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(task for _poller, task in pollers)
         # notifystop for every binding at once, as the npm client sends it on shutdown; a slow server costs 3 s at most.
         await asyncio.gather(*(poller.goodbye() for poller, _ in pollers), return_exceptions=True)
         await self._api.aclose()

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.channels.backoff import backoff
-from bot.channels.base import Capabilities, ChannelBase, Health, HealthStatus, Intake
+from bot.channels.base import Capabilities, ChannelBase, Health, HealthStatus, Intake, cancel_and_wait
 from bot.channels.ordering import ConversationChains
 from bot.channels.receipts import Receipts
 from bot.channels.sender import SendError, SendLimits
@@ -126,12 +126,7 @@ class WechatyChannel(ChannelBase):
         self._runner = asyncio.create_task(self._run(), name="wechaty-connection")
 
     async def stop(self) -> None:
-        tasks = [task for task in (self._runner, self._reader, *self._chains.tasks()) if task is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait([self._runner, self._reader, *self._chains.tasks()])
         self._runner = self._reader = None
         self._chains.clear()
         self._set_health(HealthStatus.DOWN, "stopped")

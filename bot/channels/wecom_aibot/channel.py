@@ -39,7 +39,7 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 from websockets.asyncio.client import connect
 
-from bot.channels.base import Capabilities, ChannelBase, Health, HealthStatus, Intake
+from bot.channels.base import Capabilities, ChannelBase, Health, HealthStatus, Intake, cancel_and_wait
 from bot.channels.ordering import ConversationChains
 from bot.channels.receipts import Receipts
 from bot.channels.sender import SendError, SendLimits
@@ -138,12 +138,7 @@ class AibotChannel(ChannelBase):
         self._runner = asyncio.create_task(self._run(), name="wecom-aibot-connection")
 
     async def stop(self) -> None:
-        tasks = [task for task in (self._runner, *self._chains.tasks()) if task is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait([self._runner, *self._chains.tasks()])
         self._runner = None
         self._chains.clear()
         if self._http is not None:
