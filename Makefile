@@ -1,5 +1,5 @@
 # The two commands of README.md: `make run` and `make test`.
-.PHONY: setup setup-dev lock run test lint model bench bench-e2e bench-floor bench-nlu bench-nlu-real bench-kb bench-notices bench-workers bench-emergencies bench-duplicates bench-warnings
+.PHONY: setup setup-dev lock run test test-fast lint model bench bench-e2e bench-floor bench-restated bench-nlu bench-nlu-real bench-kb bench-notices bench-workers bench-emergencies bench-duplicates bench-warnings
 
 # When this `make` began: set-up and training record their steps' seconds against it, and `gridbot run` prints them
 # once GridBot is ready (bot/setup_times.py).
@@ -27,6 +27,10 @@ run: setup model
 test: setup-dev model
 	@bash scripts/test.sh
 
+# The unit tier alone (tests/support/tiers.py): no Redis, PostgreSQL, Rasa, browser or peer — none needs to run.
+test-fast: setup-dev
+	@bash scripts/test.sh --fast
+
 lint: setup-dev
 	@.venv/bin/ruff check .
 
@@ -38,6 +42,11 @@ bench-e2e: setup model
 
 bench-floor: setup model
 	@.venv/bin/python -m bench.turn_floor
+
+# Issue #26's targets in one run: e2e p50 / floor at 1, 8, 32 on SQLite and PostgreSQL, msg/s, import encode time,
+# search p99 at 100k entries, resident memory (bench/restated.py; BENCH_ARGS="--rounds 1 --encode 1000" for a short run).
+bench-restated: setup model
+	@.venv/bin/python -m bench.restated $(BENCH_ARGS)
 
 bench-nlu: setup model
 	@.venv/bin/python bench/nlu_quality.py

@@ -7,7 +7,8 @@ from typing import Any
 
 from rasa_sdk import Tracker
 
-from bot.messages import OutgoingMessage
+from bot.action_payloads import DeliverPayload, Delivery, MentionPayload
+from bot.messages import OutgoingMessage, TargetType
 
 
 @dataclass(frozen=True)
@@ -58,17 +59,19 @@ def deliver(
     await_rating_from: str | None = None,
     channel: str | None = None,
 ) -> dict[str, Any]:
-    """A message to somewhere other than the current conversation, as a custom payload the router sends on.
+    """A message to somewhere other than the current conversation, as the custom payload the router sends on
+    (bot/action_payloads.py, the contract both sides use).
 
     `channel`: where a private reporter is told (their ticket's channel); None: the group's or worker's own."""
-    item: dict[str, Any] = {"target_type": target_type, "target_id": target_id, "text": text}
-    if channel:
-        item["channel"] = channel
-    if mention:
-        item["mentions"] = [{"id": mention[0], "name": mention[1]}]
-    if await_rating_from:
-        item["await_rating_from"] = await_rating_from
-    return {"deliver": [item]}
+    item = Delivery(
+        target_type=TargetType(target_type),
+        target_id=target_id,
+        text=text,
+        mentions=(MentionPayload(id=mention[0], name=mention[1]),) if mention else (),
+        await_rating_from=await_rating_from or None,
+        channel=channel or None,
+    )
+    return DeliverPayload(deliver=(item,)).as_custom()
 
 
 def entity(tracker: Tracker, name: str) -> str | None:
@@ -77,12 +80,4 @@ def entity(tracker: Tracker, name: str) -> str | None:
 
 def deliver_message(message: OutgoingMessage) -> dict[str, Any]:
     """An OutgoingMessage built by a shared notice module, as the custom payload the router sends on."""
-    mention = (message.mentions[0].id, message.mentions[0].name) if message.mentions else None
-    return deliver(
-        message.target_type.value,
-        message.target_id,
-        message.text,
-        mention=mention,
-        await_rating_from=message.awaits_rating_from,
-        channel=message.channel,
-    )
+    return DeliverPayload(deliver=(Delivery.of(message),)).as_custom()

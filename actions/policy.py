@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session
 from actions.context import Speaker, deliver_message, speaker
 from actions.format import run_messages
 from actions.runtime import in_transaction, services
+from actions.social import bare_kind
 from bot.texts import local_time
 from bot.texts import text as t
 from bot.ticket_notices import filing_notices
 from grid.clock import LOCAL_TZ
-from grid.geography import ChatGroup, Worker, asker_regions
+from grid.geography import ChatGroup, Grid, Worker, asker_regions
 from grid.notices import Notice
 from grid.service import TicketService
 from knowledge import followups
@@ -151,41 +152,52 @@ class ActionAnswerUnhelpful(Action):
         return events
 
     def _unhelpful(self, session: Session, who: Speaker, latest: dict[str, Any]) -> tuple[Messages, Events]:
-        """With nothing answered before, the words were no complaint about an answer: what the knowledge base has
-        for them (@我想问问补贴的事, which NLU reads as 答非所问, gets the 补贴 entries offered), else — a bare "没用"
-        with nothing to refer to — the resident is asked what they meant."""
+        """With nothing answered before, the words were no complaint about an answer. Only a bare one — nothing but
+        没用 / 不对 / 答非所问 (actions/social.py reads the words), or words naming nothing the knowledge base does not
+        answer — asks what it refers to. Anything with words of its own is a question NLU misread (@我想问问补贴的事, a
+        policy question in words nobody trained on): the knowledge base's answer, else the entries its words name
+        offered, else a person — as any question."""
         asked = last_answer_to(session, who.sender_id, who.group_id)
         if asked is None:
             if not who.addressed:
                 return [], []  # nothing to refer to and nobody asked: nothing sure to say
             said = latest.get("text") or ""
+            if bare_kind(said) is not None:
+                return [{"text": t("policy.unhelpful_nothing")}], []
             answered = knowledge_answer(session, who, said)
             if answered is not None:
                 return answered, []
+            about = followups.own_words(said)
+            if not about:
+                return [{"text": t("policy.unhelpful_nothing")}], []  # 就这个？ names nothing to ask a person about
             from actions.suggestions import offer  # here: actions/suggestions.py builds on this module
 
-            offered = offer(session, who, said, about=followups.own_words(said))
-            return offered or ([{"text": t("policy.unhelpful_nothing")}], [])
+            offered = offer(session, who, said, about=about)
+            return offered or (hand_off_question(session, who, said, "policy.handoff_resident"), [])
         asked.feedback, asked.feedback_at = "unhelpful", utcnow()
         description = t("policy.unhelpful_description", question=asked.question, entry=asked.entry_external_id or "")
         return hand_off(session, who, asked, description, "policy.unhelpful_ack"), []
 
 
 def hand_off(session: Session, who: Speaker, asked: AskedQuestion, description: str, template: str) -> Messages:
-    """File a 咨询 ticket for the group's worker; without a group (a private asker) only record the question.
+    """File a 咨询 ticket for the worker of the asker's grid: the group's, or a private asker's own (an iLink binding
+    made for a grid), who then hears the answer privately. A private asker with no grid: only the question recorded.
 
     A question quoting a message (这个要带医保卡吗 under a notice) carries the quote: the worker must see what it asks about."""
     group = session.get(ChatGroup, who.group_id) if who.group_id else None
-    if group is None:
+    grid = session.get(Grid, who.grid_code) if group is None and who.grid_code else None
+    if group is None and grid is None:
         return [{"text": t("policy.handoff_resident_no_worker")}]
     if who.quoted and who.quoted not in description:
         description = t("policy.handoff_quoted", question=description, quoted=who.quoted)
     filing = TicketService(session).file_report(
-        group_id=group.id,
+        group_id=group.id if group else None,
+        grid_code=grid.code if grid else None,
+        reporter_channel=who.channel if grid else None,
         reporter_id=who.sender_id,
         reporter_name=who.sender_name,
         description=description,
-        location=group.name,
+        location=group.name if group else grid.name,
         category=CONSULT_CATEGORY,
         duplicate_window=timedelta(0),  # two residents' questions are two questions
     )

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from actions.context import Speaker, deliver_message, entity, speaker
 from actions.format import run_messages
 from actions.runtime import in_transaction
-from bot.texts import colour_name, error_text, local_time, status_name
+from bot.texts import action_name, colour_name, error_text, local_time, status_name
 from bot.texts import text as t
 from bot.ticket_notices import notices_for
 from bot.worker_day import digest_text
@@ -197,7 +197,7 @@ class ActionWorkerQuery(_WorkerCommand):
             t(
                 "tickets.detail_event",
                 time=local_time(e.created_at),
-                action_name=t(f"actions.{e.action}"),
+                action_name=action_name(e.action),
                 note=f"：{e.note}" if e.note else "",
             )
             for e in ticket.events[-10:]

@@ -1,17 +1,22 @@
-"""Duplicates by meaning (issue #24): precision and recall of linking a report to the open ticket it repeats.
+"""Duplicates by meaning (docs/tickets.md, "Duplicates"): precision and recall of linking a report to the open ticket it repeats.
 
     make bench-duplicates                      (or: .venv/bin/python -m bench.duplicates [--show-all])
-    .venv/bin/python -m bench.duplicates --calibrate      thresholds from the dev pairs (grid/duplicates.CALIBRATED)
+    .venv/bin/python -m bench.duplicates --calibrate      pair model and thresholds from the dev pairs
+                                                          (grid/duplicates.CALIBRATED_MODEL, CALIBRATED)
 
 Pairs of reports as two residents write them about one spot (bench/data/duplicate_pairs_*.yml): the same problem
 in other words, other place wording (三号楼前面 / 3栋楼下), other category words (危险 makes one red); and hard
 negatives — the same place with another problem, the same problem at another building, 3 vs 13, a location that
 names nothing (`号`). The judge the app runs (grid/duplicates.MeaningJudge, the offline e5 model `make setup`
-builds) has its thresholds chosen on the dev split (`--calibrate`); figures are reported on the held-out split,
-which this script first checks shares no pair with the dev split. Rows, in the same run:
+builds) has its pair model and thresholds chosen on the dev split (`--calibrate`); figures are reported on two
+held-out splits, which this script first checks share no pair with the dev split or each other:
+duplicate_pairs_holdout.yml (scored three times while the e5-only method changed) and duplicate_pairs_heldout2.yml
+(written before the pair model, never used to choose anything). Rows, in the same run:
 
-- meaning: the app's judge; "linked" is what counts (a wrong link hides a problem), "flagged" are filed and shown to
-  the worker as 可能重复;
+- pair model: the app's judge (place, e5 clause score and problem words); "linked" is what counts (a wrong link
+  hides a problem), "flagged" are filed and shown to the worker as 可能重复;
+- e5 clauses (previous method): the judge before the pair model, the clause score alone at its own calibrated
+  thresholds (0.347 / 0.306);
 - old rule (baseline): what linked before — same category (grid.categories.classify) and one location text inside
   the other (grid/service.py's `same_place` until #24);
 - rule fallback: grid/duplicates.RuleJudge, what the app runs without an embedding model.
@@ -27,21 +32,38 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 from rich.console import Console
 from rich.table import Table
 
 from bot.settings import PROJECT_ROOT
 from grid.categories import classify
-from grid.duplicates import CALIBRATED, DescriptionSimilarity, MeaningJudge, Report, RuleJudge, Thresholds, Verdict
+from grid.duplicates import (
+    CALIBRATED,
+    CALIBRATED_MODEL,
+    DescriptionSimilarity,
+    MeaningJudge,
+    PairFeatures,
+    PairModel,
+    Report,
+    RuleJudge,
+    Thresholds,
+    Verdict,
+)
 from grid.places import compare_places
 from knowledge.embeddings import load_embedder
 
 DEV_FILE = PROJECT_ROOT / "bench" / "data" / "duplicate_pairs_dev.yml"
 HOLDOUT_FILE = PROJECT_ROOT / "bench" / "data" / "duplicate_pairs_holdout.yml"
+HELDOUT2_FILE = PROJECT_ROOT / "bench" / "data" / "duplicate_pairs_heldout2.yml"
+# The e5-only judge's thresholds (calibrated on the dev split before the pair model), for the row beside it.
+PREVIOUS = Thresholds(link=0.347, flag=0.306)
+# L2 penalty of the pair model's weights (not the intercept): few dev pairs, four features.
+L2 = 1.0
 PRECISION_TARGET, RECALL_TARGET = 0.97, 0.85
 # What calibration keeps on the dev split: links this precise, and this share of duplicates linked or flagged.
-CALIBRATION_PRECISION, CALIBRATION_FLAG_RECALL = 0.97, 0.95
+CALIBRATION_PRECISION, CALIBRATION_FLAG_RECALL = 0.98, 0.95
 console = Console()
 
 
@@ -108,12 +130,48 @@ def old_rule(pair: Pair) -> Verdict:
 
 
 def meaning_scores(similarity: DescriptionSimilarity, pairs: list[Pair]) -> list[float | None]:
-    """The judge's similarity for pairs at one spot; None where the places already differ (never linked)."""
+    """The clause score for pairs at one spot; None where the places already differ (never linked)."""
+    return [None if f is None else f.clause_score for f in pair_features(similarity, pairs)]
+
+
+def pair_features(similarity: DescriptionSimilarity, pairs: list[Pair]) -> list[PairFeatures | None]:
+    """The pair model's features for pairs at one spot; None where the places already differ (never linked)."""
     placed = [i for i, p in enumerate(pairs) if compare_places(p.first.location, p.later.location).same]
-    scores = similarity.scores([(pairs[i].later, pairs[i].first) for i in placed])
+    features = similarity.features([(pairs[i].later, pairs[i].first) for i in placed])
+    found: list[PairFeatures | None] = [None] * len(pairs)
+    for i, value in zip(placed, features, strict=True):
+        found[i] = value
+    return found
+
+
+def probabilities(model: PairModel, features: list[PairFeatures | None]) -> list[float | None]:
+    return [None if f is None else model.probability(f) for f in features]
+
+
+def fit_model(features: list[PairFeatures], same: list[bool], l2: float = L2) -> PairModel:
+    """L2-regularised logistic regression by Newton's method (a few hundred pairs, four features: numpy suffices)."""
+    x = np.c_[np.ones(len(features)), np.array([f.vector for f in features], dtype=float)]
+    y = np.array(same, dtype=float)
+    penalty = l2 * np.diag([0.0] + [1.0] * (x.shape[1] - 1))
+    w = np.zeros(x.shape[1])
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-x @ w))
+        step = np.linalg.solve((x * (p * (1 - p))[:, None]).T @ x + penalty, x.T @ (p - y) + penalty @ w)
+        w -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return PairModel(intercept=round(float(w[0]), 3), weights=tuple(round(float(v), 3) for v in w[1:]))
+
+
+def leave_one_out(features: list[PairFeatures | None], pairs: list[Pair]) -> list[float | None]:
+    """Each placed pair's probability under a model fitted on the other dev pairs: what thresholds are chosen on,
+    so they are not set on pairs the weights have already seen."""
+    placed = [i for i, f in enumerate(features) if f is not None]
     found: list[float | None] = [None] * len(pairs)
-    for i, score in zip(placed, scores, strict=True):
-        found[i] = score
+    for i in placed:
+        rest = [j for j in placed if j != i]
+        model = fit_model([features[j] for j in rest], [pairs[j].same for j in rest])  # type: ignore[misc]
+        found[i] = model.probability(features[i])  # type: ignore[arg-type]
     return found
 
 
@@ -177,76 +235,93 @@ def _cell(value: float, goal: float) -> str:
     return f"{value:.3f}" if value >= goal else f"[red]{value:.3f}[/red]"
 
 
+def report(
+    name: str, pairs: list[Pair], rows: list[tuple[str, list[Verdict]]], scores: list[float | None], show_all: bool
+) -> None:
+    """One held-out split: the summary of every judge, by kind of pair, and the first two judges' mistakes."""
+    summary = Table(title=f"linking a report to the open ticket it repeats, on {len(pairs)} pairs of {name} "
+                          f"({sum(p.same for p in pairs)} duplicates)")  # fmt: skip
+    for column in ("judge", "precision", "recall", "linked", "wrong links", "missed", "flagged (of them duplicates)"):
+        summary.add_column(column, justify="right")
+    for judge, verdicts in rows:
+        f = figures(pairs, verdicts)
+        flagged = f"{f.flagged} ({f.flagged_same})" if judge in (rows[0][0], rows[1][0]) else "-"
+        summary.add_row(judge, _cell(f.precision, PRECISION_TARGET), _cell(f.recall, RECALL_TARGET), str(f.linked),
+                        str(f.wrong), str(f.missed), flagged)  # fmt: skip
+    console.print(summary)
+    by_kind = Table(title=f"{name}, by kind of pair: right / pairs")
+    for column in ("kind", "same problem", *(judge for judge, _ in rows[:3])):
+        by_kind.add_column(column)
+    kinds = Counter((p.kind, p.same) for p in pairs)
+    for (kind, same), count in sorted(kinds.items(), key=lambda k: (not k[0][1], k[0][0])):
+        right = [
+            sum(1 for p, v in zip(pairs, verdicts, strict=True) if (p.kind, p.same) == (kind, same) and _linked(v) == same)
+            for _, verdicts in rows[:3]
+        ]
+        by_kind.add_row(kind, "yes" if same else "no", *(f"{r}/{count}" for r in right))
+    console.print(by_kind)
+    for judge, verdicts in rows[:2]:
+        wrong = [p for p, v in zip(pairs, verdicts, strict=True) if v is Verdict.LIKELY and not p.same]
+        missed = [p for p, v in zip(pairs, verdicts, strict=True) if v is not Verdict.LIKELY and p.same]
+        console.print(f"[bold]{name}, {judge}: wrong links {len(wrong)}, missed {len(missed)}[/bold]")
+        for p in wrong:
+            console.print(f"  wrong  {p.first.description}（{p.first.location}） ≠ {p.later.description}（{p.later.location}）")
+        if show_all or judge == rows[0][0]:
+            for p in missed:
+                score = scores[pairs.index(p)]
+                shown = "-" if score is None else f"{score:.3f}"
+                console.print(f"  missed {p.first.description}（{p.first.location}） = "
+                              f"{p.later.description}（{p.later.location}） probability {shown}")  # fmt: skip
+    if show_all:
+        for p, s, v in zip(pairs, scores, rows[0][1], strict=True):
+            console.print(f"{'-' if s is None else f'{s:.3f}'} {v.value:>9} {'same' if p.same else 'diff'} {p.kind:>24} "
+                          f"{p.first.description} | {p.later.description}")  # fmt: skip
+
+
+def _verdicts(judge: MeaningJudge, scores: list[float | None]) -> list[Verdict]:
+    return [Verdict.DIFFERENT if s is None else judge.verdict(s) for s in scores]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calibrate", action="store_true", help="choose the thresholds on the dev split and print them")
+    parser.add_argument("--calibrate", action="store_true", help="fit the pair model and thresholds on the dev split")
     parser.add_argument("--show-all", action="store_true", help="print every held-out pair with its score and verdicts")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    dev, holdout = read_pairs(DEV_FILE), read_pairs(HOLDOUT_FILE)
+    dev, holdout, heldout2 = read_pairs(DEV_FILE), read_pairs(HOLDOUT_FILE), read_pairs(HELDOUT2_FILE)
     check_held_out(dev, holdout)
+    check_held_out(dev, heldout2)
+    check_held_out(holdout, heldout2)
     embedder = load_embedder("auto")
     if embedder is None:
         raise SystemExit("no offline e5 model: run `make setup` first")
     similarity = DescriptionSimilarity(embedder)
     if args.calibrate:
-        chosen = calibrate(dev, meaning_scores(similarity, dev))
-        judge = MeaningJudge(similarity, chosen)
-        dev_scores = meaning_scores(similarity, dev)
-        verdicts = [Verdict.DIFFERENT if s is None else judge.verdict(s) for s in dev_scores]
-        f = figures(dev, verdicts)
-        console.print(f"chosen on {DEV_FILE.name} ({len(dev)} pairs): link >= {chosen.link}, flag >= {chosen.flag}")
-        console.print(f"dev: precision {f.precision:.3f}, recall {f.recall:.3f}, flagged {f.flagged} "
+        features = pair_features(similarity, dev)
+        placed = [i for i, f in enumerate(features) if f is not None]
+        model = fit_model([features[i] for i in placed], [dev[i].same for i in placed])  # type: ignore[misc]
+        held_back = leave_one_out(features, dev)
+        chosen = calibrate(dev, held_back)
+        f = figures(dev, _verdicts(MeaningJudge(similarity, chosen, model), held_back))
+        console.print(f"fitted on {DEV_FILE.name} ({len(dev)} pairs, {len(placed)} at one spot): {model}")
+        console.print(f"thresholds from leave-one-out probabilities: link >= {chosen.link}, flag >= {chosen.flag}")
+        console.print(f"dev, leave-one-out: precision {f.precision:.3f}, recall {f.recall:.3f}, flagged {f.flagged} "
                       f"({f.flagged_same} duplicates)")  # fmt: skip
-        console.print(f"in use (grid/duplicates.CALIBRATED): link >= {CALIBRATED.link}, flag >= {CALIBRATED.flag}")
+        console.print(f"in use (grid/duplicates): {CALIBRATED_MODEL}, link >= {CALIBRATED.link}, flag >= {CALIBRATED.flag}")
         return
-    judge = MeaningJudge(similarity, CALIBRATED)
-    scores = meaning_scores(similarity, holdout)
-    meaning = [Verdict.DIFFERENT if s is None else judge.verdict(s) for s in scores]
+    judge, previous = MeaningJudge(similarity, CALIBRATED, CALIBRATED_MODEL), MeaningJudge(similarity, PREVIOUS)
     rule = RuleJudge()
-    rows = [
-        ("meaning (place + e5)", meaning),
-        ("old rule (baseline)", [old_rule(p) for p in holdout]),
-        ("rule fallback (no model)", [rule.judge(p.later, p.first) for p in holdout]),
-    ]
-    console.print(f"{judge.description}; {HOLDOUT_FILE.name}: {len(holdout)} pairs "
-                  f"({sum(p.same for p in holdout)} duplicates), {DEV_FILE.name}: {len(dev)} pairs")  # fmt: skip
-    summary = Table(title=f"linking a report to the open ticket it repeats, on {len(holdout)} held-out pairs")
-    for column in ("judge", "precision", "recall", "linked", "wrong links", "missed", "flagged (of them duplicates)"):
-        summary.add_column(column, justify="right")
-    for name, verdicts in rows:
-        f = figures(holdout, verdicts)
-        flagged = f"{f.flagged} ({f.flagged_same})" if name.startswith("meaning") else "-"
-        summary.add_row(name, _cell(f.precision, PRECISION_TARGET), _cell(f.recall, RECALL_TARGET), str(f.linked),
-                        str(f.wrong), str(f.missed), flagged)  # fmt: skip
-    console.print(summary)
-    by_kind = Table(title="by kind of pair: right / pairs (meaning | old rule)")
-    for column in ("kind", "same problem", "meaning", "old rule"):
-        by_kind.add_column(column)
-    kinds = Counter((p.kind, p.same) for p in holdout)
-    for (kind, same), count in sorted(kinds.items(), key=lambda k: (not k[0][1], k[0][0])):
-        right = [
-            sum(1 for p, v in zip(holdout, verdicts, strict=True) if (p.kind, p.same) == (kind, same) and _linked(v) == same)
-            for _, verdicts in rows[:2]
+    console.print(f"{judge.description}; {CALIBRATED_MODEL}; fitted on {DEV_FILE.name}: {len(dev)} pairs")
+    for path, pairs in ((HELDOUT2_FILE, heldout2), (HOLDOUT_FILE, holdout)):
+        features = pair_features(similarity, pairs)
+        chances = probabilities(CALIBRATED_MODEL, features)
+        rows = [
+            ("pair model (place + e5 + problem words)", _verdicts(judge, chances)),
+            ("e5 clauses (previous method)", _verdicts(previous, [None if f is None else f.clause_score for f in features])),
+            ("old rule (baseline)", [old_rule(p) for p in pairs]),
+            ("rule fallback (no model)", [rule.judge(p.later, p.first) for p in pairs]),
         ]
-        by_kind.add_row(kind, "yes" if same else "no", f"{right[0]}/{count}", f"{right[1]}/{count}")
-    console.print(by_kind)
-    for name, verdicts in rows[:2]:
-        wrong = [p for p, v in zip(holdout, verdicts, strict=True) if v is Verdict.LIKELY and not p.same]
-        missed = [p for p, v in zip(holdout, verdicts, strict=True) if v is not Verdict.LIKELY and p.same]
-        console.print(f"[bold]{name}: wrong links {len(wrong)}, missed {len(missed)}[/bold]")
-        for p in wrong:
-            console.print(f"  wrong  {p.first.description}（{p.first.location}） ≠ {p.later.description}（{p.later.location}）")
-        if args.show_all or name.startswith("meaning"):
-            for p in missed:
-                score = scores[holdout.index(p)]
-                shown = "-" if score is None else f"{score:.3f}"
-                console.print(f"  missed {p.first.description}（{p.first.location}） = "
-                              f"{p.later.description}（{p.later.location}） score {shown}")  # fmt: skip
-    if args.show_all:
-        for p, s, v in zip(holdout, scores, meaning, strict=True):
-            console.print(f"{'-' if s is None else f'{s:.3f}'} {v.value:>9} {'same' if p.same else 'diff'} {p.kind:>24} "
-                          f"{p.first.description} | {p.later.description}")  # fmt: skip
+        report(path.name, pairs, rows, chances, args.show_all)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Emergency recognition (issue #23 item 3): recall and precision on phrasings no part of training ever saw.
+"""Emergency recognition (grid/emergencies.py): recall and precision on phrasings no part of training ever saw.
 
     make bench-emergencies          (or: .venv/bin/python -m bench.emergencies [--show-all])
 
@@ -13,6 +13,12 @@ with either file. Rows, in the same run:
 
 Targets: emergency recall >= 0.98, precision >= 0.9. Reported per kind too: which emergencies each missed, which
 near misses each took for one, and whether the kind recognised was the right one (it decides the number to call).
+
+`--real` also scores real text that holds no grid matter (../shared/data/real/dev/: the report half of the Weibo
+lines, as bench/nlu_real.py splits them, shoppers, in-car commands; none is training or calibration data): the
+share the recogniser takes for an emergency, and the share the bot would answer unasked because of it — the router
+speaks to an unaddressed emergency only when NLU (a confident report) and the gate agree (bot/router.py), so
+those lines are parsed by a throwaway Rasa server on the current model.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import logging
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -76,6 +83,7 @@ def check_held_out(bench: list[Phrasing]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--show-all", action="store_true", help="print every phrasing with its score")
+    parser.add_argument("--real", action="store_true", help="also score real non-grid text (slow: ~20k lines, and a Rasa server)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     bench = read_phrasings(BENCH_FILE)
@@ -133,9 +141,62 @@ def main() -> None:
         for line in false:
             console.print(f"  {line}")
     console.print(f"meaning: {statistics.mean(timings):.1f} ms mean, {max(timings):.1f} ms max per phrasing (encoding included)")
+    if args.real:
+        real_chatter(meaning)
     if args.show_all:
         for p, (score, kind) in zip(bench, scored, strict=True):
             console.print(f"{score:.3f} {'✓' if bool(kind) == bool(p.kind) else '✗'} {p.kind or '-':>15} {p.text}")
+
+
+def real_chatter(meaning: MeaningRecogniser) -> None:
+    """Real non-grid lines: the share the recogniser takes for an emergency, and the share the router would then
+    answer unasked (the recogniser AND NLU's confident report AND the gate: MessageRouter.emergency_report), with
+    NLU from a throwaway Rasa server on the current model, asked only about the lines the recogniser heard."""
+    import asyncio
+    import tempfile
+    from pathlib import Path
+
+    from bench.nlu_real import REAL_DEV, SETS, read_lines, weibo_halves
+    from bot import rasa_process
+    from bot.expectations import MemoryExpectations
+    from bot.group_settings import GroupPolicy
+    from bot.normalise import normalise
+    from bot.rasa_client import RasaClient
+    from bot.router import MessageRouter
+    from bot.settings import Settings
+
+    if not REAL_DEV.is_dir():
+        console.print(f"[yellow]no real data at {REAL_DEV}: --real skipped[/yellow]")
+        return
+    settings = Settings()
+    heard: list[tuple[str, int, list[tuple[str, str]]]] = []  # set, lines, (line, kind) the recogniser heard
+    for real in (s for s in SETS if not s.grid_matter):
+        lines = weibo_halves()[1] if real.file.startswith("LCCC") else read_lines(REAL_DEV / real.file)
+        texts = [normalise(line, settings.bot_name) or line for line in lines]
+        found = [(text, kind.code) for text, (_, kind) in zip(texts, meaning.scores(texts), strict=True) if kind]
+        heard.append((real.name, len(lines), found))
+
+    async def reports(url: str) -> list[list[bool]]:
+        rasa = RasaClient(url)
+        router = MessageRouter(settings, rasa, MemoryExpectations(), None, None)  # type: ignore[arg-type]
+        policy = GroupPolicy(settings.command_prefixes, settings.request_confidence)
+        try:
+            return [[router.emergency_report(await rasa.parse(text), policy) for text, _ in found] for _, _, found in heard]
+        finally:
+            await rasa.aclose()
+
+    model = rasa_process.ensure_model(lambda line: console.print(line))
+    with tempfile.TemporaryDirectory() as workdir, rasa_process.serving(model, Path(workdir)) as url:
+        spoken = asyncio.run(reports(url))
+    table = Table(title="real non-grid text: heard as an emergency, and answered unasked (recogniser ∧ NLU report ∧ gate)")
+    for column in ("set", "lines", "recogniser heard", "would speak unasked", "most heard kinds", "spoken to"):
+        table.add_column(column)
+    for (name, count, found), said in zip(heard, spoken, strict=True):
+        kinds = ", ".join(f"{kind} {n}" for kind, n in Counter(kind for _, kind in found).most_common(3))
+        lines = "; ".join(f"{text[:24]}→{kind}" for (text, kind), yes in zip(found, said, strict=True) if yes)
+        table.add_row(name, str(count), f"{len(found)} ({len(found) / count:.2%})",
+                      f"{sum(said)} ({sum(said) / count:.2%})", kinds, lines or "-")  # fmt: skip
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@
 3. When the training data differs from the last commit (`--against REV`, default HEAD), that commit's model too
    (bot.rasa_process.committed: trained once, then from the cache), so a change is judged beside what it replaces
    in the same run.
-Targets (issue #3): macro-F1 >= 0.95, location F1 >= 0.90, false triggers <= 2 %.
+Targets (docs/benchmarks.md, "NLU quality"): macro-F1 >= 0.95, location F1 >= 0.90, false triggers <= 2 %.
 """
 
 from __future__ import annotations

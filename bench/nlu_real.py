@@ -17,9 +17,10 @@ and each reply is sorted: handled (a ticket or hand-off, the location question, 
 brush-off (the canned chitchat / out-of-scope / "没太明白" / rating / "no ticket" lines) — goal: zero brush-offs.
 The Weibo lines are split in two with a fixed seed: `--calibrate` prints the gate threshold chosen on the first
 half (the score 98 % of that chatter stays below: Settings.grid_matter_threshold), the second half is reported
-here, so the reported figure is never the one tuned on. `--calibrate-small-talk` prints, for the bar between small
-talk and a person (actions/unplaced.SMALL_TALK_GATE), how many short unplaced lines reach a person — residents'
-titles outside every reported sample against the calibration half of the chatter.
+here, so the reported figure is never the one tuned on. `--calibrate-small-talk` prints, for the gate bar below which
+a short unplaced line counts as chatter (actions/unplaced.SMALL_TALK_GATE), how many short unplaced lines would reach
+a person — residents' titles outside every reported sample against the calibration half of the chatter. Since #22's
+last round the bar only keeps actions silent on unaddressed chatter: addressed, the words decide (actions/social.py).
 When the training data differs from the last commit (`--against REV`, default HEAD), every figure is measured for
 that commit's model too (its NLU and dialogue; the actions are this tree's) and printed beside this one's.
 """

@@ -1,4 +1,4 @@
-"""Early warnings (预警, issue #24 item 4): a synthetic month of reports replayed through the real ticket service.
+"""Early warnings (预警, docs/tickets.md): a synthetic month of reports replayed through the real ticket service.
 
     make bench-warnings          (or: .venv/bin/python -m bench.warnings_replay [--seed N] [--rate R] [--show])
 

@@ -16,7 +16,7 @@ fixed). Targets: right ≥ 95 %, wrong actions 0. The baseline in the same run i
 command parser alone (bot/commands.parse_command); anything else went to NLU as a resident's message.
 
 bench/data/worker_messages_dev.yml is the set the rules were written and tuned on; it is scored too, apart. The
-rules were adjusted once after the benchmark's first, blind run (95.0 %, 3 wrong actions — README); the hold-out
+rules were adjusted once after the benchmark's first, blind run (95.0 %, 3 wrong actions — docs/benchmarks.md); the hold-out
 batch (worker_messages_holdout.yml) was written after that, and is the estimate no rule has seen.
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from actions.runtime import ActionServices
+from bot import rasa_supervisor
 from bot.api import actions as actions_api
 from bot.api import auth as auth_api
 from bot.api import channels as channels_api
@@ -33,7 +35,7 @@ from bot.api import tickets as tickets_api
 from bot.api import warnings as warnings_api
 from bot.channels.ilink import routes as ilink_routes
 from bot.channels.wecom import routes as wecom_routes
-from bot.jobs import default_jobs, run_forever
+from bot.jobs import default_jobs, retry_deferred, run_forever
 from bot.logging_setup import install_redaction
 from bot.notices.service import NoticeService
 from bot.outbox_job import aclose_http
@@ -42,6 +44,11 @@ from bot.settings import Settings, get_settings
 from bot.web import pages as console_pages
 
 log = logging.getLogger(__name__)
+
+
+def _log_replay_failure(replay: concurrent.futures.Future[None]) -> None:
+    if not replay.cancelled() and (error := replay.exception()) is not None:
+        log.error("replaying held messages after Rasa came back failed: %r", error)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -71,9 +78,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.notices = notices = NoticeService(settings, services.session_factory, senders)
         await notices.start()
         await services.channels.start_all(services.intake)
+        supervisor = rasa_supervisor.installed()  # `gridbot run`'s: replay held messages as soon as Rasa is back
+        loop = asyncio.get_running_loop()
+
+        def replay_held() -> None:
+            replay = asyncio.run_coroutine_threadsafe(retry_deferred(services), loop)
+            replay.add_done_callback(_log_replay_failure)
+
+        if supervisor is not None:
+            supervisor.add_listener(replay_held)
         try:
             yield
         finally:
+            if supervisor is not None:
+                supervisor.remove_listener(replay_held)
             await services.channels.stop_all()
             await notices.stop()
             for task in jobs:
@@ -121,7 +139,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     async def health(request: Request) -> dict[str, object]:
+        """Liveness: 200 while the process answers. `status` says degraded while no Rasa server has its model (messages
+        are held meanwhile); under `gridbot run` `rasa` shows each supervised server's state and restarts."""
         services: Services = request.app.state.services
-        return {"status": "ok", "rasa_ready": await services.rasa.ready()}
+        rasa_ready = await services.rasa.ready()
+        body: dict[str, object] = {"status": "ok" if rasa_ready else "degraded", "rasa_ready": rasa_ready}
+        if (supervisor := rasa_supervisor.installed()) is not None:
+            supervised = supervisor.status()
+            body["rasa"] = supervised
+            if not supervised["all_up"]:
+                body["status"] = "degraded"
+        return body
 
     return app

@@ -1,4 +1,5 @@
-"""`gridbot group add` and `gridbot group worker`: put a platform's room on the map, and reach a worker there.
+"""`gridbot group add`, `gridbot group worker` and `gridbot group street`: put a platform's room on the map, and reach
+a worker or a street's contact (街道, told of red early warnings) there.
 
 A room on WeChat (wechaty) or WeCom is known to the bot by the platform's room id; until an admin maps it to a
 grid the bot stays quiet in it (and logs its id and topic: that is where the id comes from). A worker is
@@ -13,7 +14,7 @@ import typer
 from rich.console import Console
 
 from bot.settings import get_settings
-from grid.geography import ChatGroup, Grid, Worker
+from grid.geography import ChatGroup, Grid, Region, StreetContact, Worker
 from storage.engine import make_engine, make_session_factory, unit_of_work
 
 console = Console()
@@ -96,3 +97,43 @@ def group_worker(
     finally:
         engine.dispose()
     console.print(f"[green]{'added' if created else 'updated'}[/green] {summary}")
+
+
+def group_street(
+    person_id: Annotated[str, typer.Argument(help="The person's account id on the platform (a wechaty contact id).")],
+    channel: Channel,
+    name: Annotated[str | None, typer.Option("--name", help="Needed when the person is new.")] = None,
+    street: Annotated[str | None, typer.Option("--street", help="Code of the street (街道) region; needed when new.")] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="No longer a contact of the street.")] = False,
+) -> None:
+    """Add, change or remove a street's contact (街道): the person told of the street's red early warnings, on the
+    platform named by --channel."""
+    _check_channel(channel)
+    engine = make_engine(get_settings().database_url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            if street is not None:
+                region = session.get(Region, street)
+                if region is None or region.level != "street":
+                    raise typer.BadParameter(f"no street region {street!r}", param_hint="--street")
+            person = session.get(StreetContact, person_id)
+            if remove:
+                if person is None:
+                    raise typer.BadParameter(f"no street contact {person_id!r}")
+                session.delete(person)
+                summary, verb = person_id, "removed"
+            else:
+                verb = "updated" if person is not None else "added"
+                if person is None:
+                    if not name or not street:
+                        raise typer.BadParameter(f"no street contact {person_id!r}: give --name and --street to add one")
+                    person = StreetContact(id=person_id, name=name, street_code=street, channel=channel)
+                    session.add(person)
+                else:
+                    person.channel = channel
+                    person.name = name or person.name
+                    person.street_code = street or person.street_code
+                summary = f"{person.id} ({person.name}, street {person.street_code}) on {channel}"
+    finally:
+        engine.dispose()
+    console.print(f"[green]{verb}[/green] {summary}")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Generator
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -11,14 +14,17 @@ from rich.console import Console
 
 from bot import setup_times
 from bot.auth.cli import user_app
-from bot.channel_cli import group_add, group_worker
+from bot.channel_cli import group_add, group_street, group_worker
 from bot.env_file import load_env_file
 from bot.logging_setup import configure_logging
 from bot.notices.cli import group_tags, notice_app
 from bot.notices.cli import worker as notice_worker
-from bot.settings import Settings, get_settings
+from bot.settings import Settings, SettingsInvalid, get_settings, load_settings
 from storage.engine import make_engine, make_session_factory, unit_of_work
 from storage.migrate import upgrade
+
+if TYPE_CHECKING:
+    from bot.rasa_supervisor import RasaSupervisor
 
 app = typer.Typer(help="GridBot 网格助手", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -37,6 +43,7 @@ app.command("worker")(notice_worker)
 group_app.command("tags")(group_tags)
 group_app.command("add")(group_add)
 group_app.command("worker")(group_worker)
+group_app.command("street")(group_street)
 console = Console()
 
 
@@ -44,6 +51,11 @@ console = Console()
 def main() -> None:
     """GridBot 网格助手 (settings: environment variables, then the project's .env file; see .env.example)."""
     load_env_file()
+    try:
+        load_settings()  # every command checks every setting first: a bad one stops it here, named, not mid-way
+    except SettingsInvalid as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
 
 
 @db_app.command("upgrade")
@@ -73,8 +85,8 @@ def kb_import(
     from typing import NoReturn
 
     from knowledge.admin import AdminError, KnowledgeAdmin
+    from knowledge.entries import RowError
     from knowledge.formats import MAX_FILE_BYTES, FileRejected, format_for
-    from knowledge.loader import RowError
 
     def refuse(message: str, errors: Sequence[RowError] = ()) -> NoReturn:
         for error in errors:
@@ -327,14 +339,44 @@ def group_set(
     console.print(f"[green]{group_id} updated[/green]")
 
 
-def _serve_app(settings: Settings, host: str, port: int) -> None:
-    """The app under uvicorn, as `serve` and `run` start it (request lines only with APP_ACCESS_LOG)."""
+def _serve_app(settings: Settings, host: str, port: int, supervisor: RasaSupervisor | None = None) -> None:
+    """The app under uvicorn, as `serve` and `run` start it (request lines only with APP_ACCESS_LOG).
+
+    With `run`'s Rasa supervisor, a SIGTERM or Ctrl+C stops the Rasa servers at once (not after the app's graceful
+    shutdown) and the app waits for them before it exits: uvicorn raises the signal again once it has shut down,
+    which ends the process at that point, so code after it never runs (that is how Rasa was left serving).
+    """
     # proxy_headers off: uvicorn would believe X-Forwarded-For from any local peer; TRUSTED_PROXIES decides (bot/api/guards.py)
     # log_config None: uvicorn's records go through configure_logging's handler (LOG_LEVEL, LOG_FORMAT=json) too.
-    uvicorn.run(
+    config = uvicorn.Config(
         "bot.app:create_app", factory=True, host=host, port=port, access_log=settings.app_access_log, proxy_headers=False,
         log_config=None, log_level=settings.log_level.lower(),
     )  # fmt: skip
+    server = uvicorn.Server(config) if supervisor is None else _SupervisingServer(config, supervisor)
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run
+        server.run()
+    if not server.started:  # the port taken, the lifespan failed: uvicorn.run's exit code for it
+        raise SystemExit(3)
+
+
+class _SupervisingServer(uvicorn.Server):
+    """uvicorn's server that stops `gridbot run`'s Rasa servers with itself (see _serve_app)."""
+
+    def __init__(self, config: uvicorn.Config, supervisor: RasaSupervisor) -> None:
+        super().__init__(config)
+        self._supervisor = supervisor
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._supervisor.begin_stop()  # SIGTERM to Rasa now, no restarts; returns at once
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:  # before uvicorn raises the captured signal again
+                self._supervisor.stop()
 
 
 @app.command("serve")
@@ -358,13 +400,15 @@ def run(
     ),
 ) -> None:
     """The embedded default in one command: migrate, demo data, Rasa model and server, then the app."""
+    import functools
     import os
     import threading
 
     import httpx
 
-    from bot import rasa_process
+    from bot import rasa_process, rasa_supervisor
     from bot.rasa_client import server_urls
+    from bot.rasa_supervisor import RasaSupervisor, SupervisedServer
     from bot.rasa_tokens import action_token, rasa_token
 
     # The embedded demo: the web chat is how one tries the bot (LOCAL_CHAT_ENABLED=false still turns it off).
@@ -385,28 +429,32 @@ def run(
         console.print("DATABASE_URL names a database of your own: demo data and logins not loaded (`--demo` loads them)")
     model = rasa_process.ensure_model(console.print)
     app_url = f"http://{settings.app_host}:{settings.app_port}"
+    run_dir = settings.run_dir
     # The secrets between the app and the Rasa servers: configured, or generated for this run (logged).
     endpoints = rasa_process.write_endpoints(
-        VAR_DIR / "endpoints.yml", f"{app_url}/webhook", settings.redis_url, token=action_token(settings)
+        run_dir / "endpoints.yml", f"{app_url}/webhook", settings.redis_url, token=action_token(settings)
     )
     auth_token = rasa_token(settings)
-    # Several servers run single-threaded, one per core (rasa_process.single_threaded).
-    rasas = []
+    # Several servers run single-threaded, one per core (rasa_process.single_threaded); each is supervised:
+    # restarted when it dies or hangs, stopped with `gridbot run` (bot/rasa_supervisor.py).
+    servers = []
     for number, url in enumerate(urls):
         rasa_port = httpx.URL(url).port or 5005
-        log_name = "rasa.log" if number == 0 else f"rasa-{rasa_port}.log"
-        log_file = VAR_DIR / "log" / log_name
-        rasas.append(
-            rasa_process.start_rasa(model, rasa_port, endpoints, log_file, single_thread=len(urls) > 1, auth_token=auth_token)
-        )
-        console.print(f"starting Rasa on port {rasa_port} (log: var/log/{log_name}), about 30 s…")
+        log_file = run_dir / "log" / ("rasa.log" if number == 0 else f"rasa-{rasa_port}.log")
+        start = functools.partial(
+            rasa_process.start_rasa, model, rasa_port, endpoints, log_file, single_thread=len(urls) > 1,
+            auth_token=auth_token, own_group=True,
+        )  # fmt: skip
+        servers.append(SupervisedServer(url, start))
+        console.print(f"starting Rasa on port {rasa_port} (log: {log_file}), about 30 s…", markup=False)
+    supervisor = RasaSupervisor(servers, settings, token=auth_token)
+    rasa_supervisor.install(supervisor)
+    supervisor.start()
 
     def announce() -> None:
-        try:
-            for url, rasa in zip(urls, rasas, strict=True):
-                rasa_process.wait_ready(url, rasa, token=auth_token)
-        except (RuntimeError, TimeoutError) as exc:
-            console.print(f"[red]Rasa did not start: {exc}; see var/log/rasa*.log[/red]")
+        if not supervisor.wait_ready(settings.rasa_start_timeout_seconds):
+            console.print(f"[red]Rasa did not start within {settings.rasa_start_timeout_seconds:.0f} s (still trying); "
+                          f"see {run_dir / 'log'}/rasa*.log[/red]")  # fmt: skip
             return
         if not settings.local_chat_enabled:
             console.print(f"[bold green]GridBot is ready at {app_url} (web chat off: LOCAL_CHAT_ENABLED=false)[/bold green]")
@@ -417,18 +465,11 @@ def run(
 
     threading.Thread(target=announce, daemon=True).start()
     try:
-        _serve_app(settings, settings.app_host, settings.app_port)
+        _serve_app(settings, settings.app_host, settings.app_port, supervisor)
     finally:
-        for rasa in rasas:
-            rasa.terminate()
-        for rasa in rasas:
-            try:
-                rasa.wait(timeout=20)
-            except Exception:
-                rasa.kill()
+        supervisor.stop()
+        rasa_supervisor.install(None)
 
-
-VAR_DIR = Path(__file__).resolve().parent.parent / "var"
 
 if __name__ == "__main__":
     app()

@@ -1,4 +1,4 @@
-"""Deadline job (督办, issue #5 item 6): reminds handlers before a deadline and escalates overdue tickets.
+"""Deadline job (督办, docs/tickets.md): reminds handlers before a deadline and escalates overdue tickets.
 
 The database work (which tickets owe a notice, claimed exactly once) is `grid.deadlines`; this job only
 runs it off the event loop, words each notice for its recipient (texts: bot/texts/zh.yml `deadlines.*`)
@@ -110,7 +110,7 @@ async def check_deadlines(services: Services) -> None:
     )
 
 
-# --- emergencies nobody has accepted (issue #23 item 3) ---------------------------------------------------------
+# --- emergencies nobody has accepted (life-safety emergencies, grid/emergencies.py) -------------------------------
 
 
 def renotice_message(renotice: EmergencyRenotice, recipient: Recipient) -> OutgoingMessage:

@@ -11,9 +11,9 @@ from bot.runtime import build_knowledge_base
 from bot.settings import Settings, get_settings
 from grid.clock import LOCAL_TZ
 from grid.demo import load_geography
+from knowledge.admin import read_yaml, upsert_entries
 from knowledge.base import KnowledgeBase
 from knowledge.calibration import ensure_calibrated
-from knowledge.loader import read_yaml, upsert_entries
 from storage.base import utcnow
 from storage.engine import make_engine, make_session_factory, unit_of_work
 from storage.migrate import upgrade

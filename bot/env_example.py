@@ -1,7 +1,7 @@
 """.env.example, generated from the Settings class: every setting, its default and the comment above it in
 bot/settings.py, so the file an operator copies cannot fall behind the code (tests/test_operations.py compares).
 
-    python -m bot.env_example            (rewrites .env.example)
+    python -m bot.env_example            (rewrites .env.example, and docs/configuration.md: bot/config_docs.py)
     python -m bot.env_example --check    (exit 1 when it is not what the settings give)
 """
 
@@ -11,6 +11,7 @@ import ast
 import json
 import sys
 from enum import Enum
+from pathlib import Path
 
 from pydantic_core import PydanticUndefined
 
@@ -25,7 +26,7 @@ HEADER = """\
 """
 
 
-def _comments(source: str) -> dict[str, tuple[bool, list[str]]]:
+def comments_by_field(source: str) -> dict[str, tuple[bool, list[str]]]:
     """Per field of Settings: whether it starts a group (a comment above it or a blank line before it; fields on the
     lines right after another share its comment), and its comment lines (above it, and at the end of its line)."""
     lines = source.splitlines()
@@ -50,7 +51,7 @@ def _comments(source: str) -> dict[str, tuple[bool, list[str]]]:
     return found
 
 
-def _render(value: object) -> str:
+def render_default(value: object) -> str:
     """The default as the environment would spell it (pydantic-settings reads lists and tuples as JSON)."""
     if value is None:
         return ""
@@ -69,11 +70,11 @@ def _render(value: object) -> str:
 
 
 def generate(source: str | None = None) -> str:
-    comments = _comments(source if source is not None else SETTINGS_SOURCE.read_text(encoding="utf-8"))
+    comments = comments_by_field(source if source is not None else SETTINGS_SOURCE.read_text(encoding="utf-8"))
     parts = [HEADER]
     for name, field in Settings.model_fields.items():
         default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
-        value = "" if default is PydanticUndefined else _render(default)
+        value = "" if default is PydanticUndefined else render_default(default)
         starts, note = comments.get(name, (True, []))
         if starts:
             parts.append("\n")
@@ -81,17 +82,29 @@ def generate(source: str | None = None) -> str:
     return "".join(parts)
 
 
-def main(argv: list[str]) -> int:
-    wanted = generate()
+def write_or_check(path: Path, wanted: str, module: str, argv: list[str]) -> int:
+    """A file generated from the settings (`python -m module`): with `--check` in `argv`, 0 when `path` holds `wanted`,
+    else 1 and which command rewrites it; without, `path` is (re)written. One rule for every generated file."""
     if "--check" in argv:
-        current = EXAMPLE.read_text(encoding="utf-8") if EXAMPLE.exists() else ""
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
         if current != wanted:
-            print(f"{EXAMPLE.name} is not what bot/settings.py gives: run `python -m bot.env_example`", file=sys.stderr)
+            print(f"{path.name} is not what bot/settings.py gives: run `python -m {module}`", file=sys.stderr)
             return 1
         return 0
-    EXAMPLE.write_text(wanted, encoding="utf-8")
-    print(f"wrote {EXAMPLE} ({len(Settings.model_fields)} settings)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(wanted, encoding="utf-8")
+    print(f"wrote {path} ({len(Settings.model_fields)} settings)")
     return 0
+
+
+def main(argv: list[str]) -> int:
+    done = write_or_check(EXAMPLE, generate(), "bot.env_example", argv)
+    if done or "--check" in argv:
+        return done
+    # docs/configuration.md comes from the same settings: the command that keeps one current keeps both.
+    from bot import config_docs
+
+    return config_docs.main([])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Periodic background work, run in-process in the embedded default.
 
-Each job is a plain async function of the services, so it can move to a queue worker (issue #6 picks
-arq or Celery) without changing what it does. A failing round is logged and the next one runs.
+Each job is a plain async function of the services, so it can move to a queue worker (as the benefit
+notices' jobs did, to arq: docs/notices.md) without changing what it does. A failing round is logged and the next one runs.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from bot.morning_job import send_morning_digests
 from bot.outbox_job import deliver_outbox
 from bot.runtime import Services
 from bot.settings import namespace_for
-from bot.worker_day import morning_time
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +71,7 @@ async def retry_outbound(services: Services) -> None:
 
 
 def default_jobs(services: Services) -> list[PeriodicJob]:
-    settings = services.settings
-    morning_time(settings)  # a malformed MORNING_DIGEST_AT fails here, at start-up, not silently each morning
+    settings = services.settings  # checked when loaded: a malformed MORNING_DIGEST_AT never gets this far
     return [
         PeriodicJob("deferred-messages", settings.deferred_retry_seconds, retry_deferred),
         PeriodicJob("outbox-delivery", settings.outbox_interval_seconds, deliver_outbox),

@@ -110,3 +110,6 @@ class OutgoingMessage:
     # The channel to send on; None: the group's or worker's own channel, else the channel the turn came from.
     channel: str | None = None
     media: tuple[Media, ...] = ()
+    # A question whose answer the bot listens for without an @ (a form's "where?", "您想问的是…"): on a platform that
+    # hands the bot only the group messages that @ it, the room is told to @ it (Capabilities.hears_only_mentions).
+    awaits_reply: bool = False

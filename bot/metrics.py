@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES_IN = Counter(
     "gridbot_messages_in",
@@ -38,6 +38,16 @@ RASA_ERRORS = Counter(
     "gridbot_rasa_errors",
     "Calls to Rasa that failed, by reason: connect, timeout, client_error, http_5xx, http_4xx, not_json.",
     ["reason"],
+)
+RASA_RESTARTS = Counter(
+    "gridbot_rasa_restarts",
+    "Rasa servers `gridbot run` restarted (bot/rasa_supervisor.py), by reason: exited (the process ended), "
+    "unresponsive (its /status stopped answering), start_failed (a restart that did not load its model in time).",
+    ["reason"],
+)
+RASA_SERVERS_UP = Gauge(
+    "gridbot_rasa_servers_up",
+    "Rasa servers `gridbot run` supervises that have their model loaded now (0 under `gridbot serve`, which starts none).",
 )
 
 

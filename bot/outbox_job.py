@@ -1,20 +1,20 @@
-"""Outbox delivery job (issue #5 item 8): every few seconds, send pending ticket events to the webhook targets.
+"""Outbox delivery job (webhooks, docs/tickets.md): every few seconds, send pending ticket events to the webhook targets.
 
 bot/jobs.py runs `deliver_outbox` every `settings.outbox_interval_seconds`; what it sends and how it retries
-is grid/delivery.py. This module only adds what belongs to the running app: the targets from settings and
-one HTTP client kept across rounds, so connections to a target are reused instead of opened every 5 s.
+is grid/delivery.py. This module only adds what belongs to the running app: the targets from settings (parsed
+when settings load: a bad WEBHOOK_TARGETS stops start-up) and one HTTP client kept across rounds, so
+connections to a target are reused instead of opened every 5 s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from functools import lru_cache
 
 import httpx
 
 from bot.runtime import Services
-from grid.delivery import TargetsError, WebhookTarget, deliver_due, parse_targets, plan_all
+from grid.delivery import deliver_due, plan_all
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,6 @@ HTTP_TIMEOUT = httpx.Timeout(10.0)
 
 _client: httpx.AsyncClient | None = None
 _client_loop: asyncio.AbstractEventLoop | None = None
-_reported_bad_config: str | None = None
 
 
 def _http() -> httpx.AsyncClient:
@@ -43,28 +42,8 @@ async def aclose_http() -> None:
     _client, _client_loop = None, None
 
 
-@lru_cache(maxsize=4)
-def _parsed(raw: str) -> tuple[WebhookTarget, ...]:
-    return tuple(parse_targets(raw))
-
-
-def _targets(raw: str) -> list[WebhookTarget]:
-    """The configured targets; a bad setting is logged once (not every round) and means no delivery.
-
-    Nothing is lost meanwhile: messages keep accumulating in the outbox and are planned once it is fixed.
-    """
-    global _reported_bad_config
-    try:
-        return list(_parsed(raw))
-    except TargetsError as exc:
-        if raw != _reported_bad_config:
-            log.error("outbox delivery is off until the setting is fixed: %s", exc)
-            _reported_bad_config = raw
-        return []
-
-
 async def deliver_outbox(services: Services) -> None:
-    targets = _targets(services.settings.webhook_targets)
+    targets = list(services.settings.webhook_targets)
     if not targets:
         return
     factory = services.session_factory

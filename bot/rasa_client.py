@@ -53,7 +53,7 @@ class RasaClient:
         """`trace_configs`: aiohttp's request hooks (what is sent where), for diagnostics and tests.
 
         `token`: Rasa's API token (`rasa run --auth-token`), sent as `?token=` on every request, the turns through
-        the project's channel included (rasa_channels.prepared_rest checks it too). Default: RASA_AUTH_TOKEN, which
+        the project's channel included (rasa_ext.channels.prepared_rest checks it too). Default: RASA_AUTH_TOKEN, which
         is also the token this process started Rasa with (bot.rasa_tokens), looked up per request: a Rasa started
         after this client (a test restarting it) is still reached.
         """
@@ -121,7 +121,7 @@ class RasaClient:
     ) -> list[dict[str, Any]]:
         """One user turn; returns every message the bot produced for it.
 
-        Through rasa_channels.prepared_rest: given the parse of this text (from `parse`), Rasa skips its NLU.
+        Through rasa_ext.channels.prepared_rest: given the parse of this text (from `parse`), Rasa skips its NLU.
         """
         payload: dict[str, Any] = {"sender": conversation_id, "message": text, "metadata": metadata}
         if parse_data is not None:

@@ -29,17 +29,13 @@ from bot.ports import free_port
 from bot.rasa_tokens import ACTION_TOKEN_HEADER, RASA_TOKEN_ENV, action_token, known_rasa_token, rasa_token
 from bot.settings import PROJECT_ROOT
 from bot.setup_times import record as record_step
-from knowledge.e5_exports import onnx_e5_dir
+from knowledge.e5_exports import cache_dir, onnx_e5_dir
 from rasa_components.e5_encoder import ENCODER_CARD, ENCODER_DIR_ENV
 
 RASA_BIN = PROJECT_ROOT / ".venv-rasa" / "bin" / "rasa"
 MODELS_DIR = PROJECT_ROOT / "models"
 CONFIG_FILE = PROJECT_ROOT / "config.yml"
 TRAINING_DIRS = ("nlu", "rasa_components")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("GRIDBOT_CACHE", Path.home() / ".cache" / "gridbot"))
 
 
 def rasa_env(root: Path = PROJECT_ROOT) -> dict[str, str]:
@@ -159,10 +155,10 @@ def training_seconds(model: Path) -> float | None:
     return None
 
 
-# Rasa's Redis tracker store, keeping earlier conversation sessions apart (rasa_channels/session_tracker_store.py).
-SESSION_TRACKER_STORE = "rasa_channels.session_tracker_store.SessionRedisTrackerStore"
-# Rasa's Redis lock store, a ticket taken and released in one atomic call each (rasa_channels/ticket_lock_store.py).
-TICKET_LOCK_STORE = "rasa_channels.ticket_lock_store.AtomicRedisLockStore"
+# Rasa's Redis tracker store, keeping earlier conversation sessions apart (rasa_ext/stores/session_tracker_store.py).
+SESSION_TRACKER_STORE = "rasa_ext.stores.session_tracker_store.SessionRedisTrackerStore"
+# Rasa's Redis lock store, a ticket taken and released in one atomic call each (rasa_ext/stores/ticket_lock_store.py).
+TICKET_LOCK_STORE = "rasa_ext.stores.ticket_lock_store.AtomicRedisLockStore"
 
 
 def redis_store(redis_url: str) -> dict[str, str | int | bool]:
@@ -217,6 +213,21 @@ def single_threaded(env: dict[str, str]) -> dict[str, str]:
     return {**env, **one}
 
 
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def die_with_parent() -> None:
+    """In the child before it runs Rasa (Linux): SIGTERM when the process that started it dies, even by SIGKILL — a
+    `kill -9` of `gridbot run` otherwise leaves its Rasa serving with nobody to stop it. The kernel sends it when the
+    starting *thread* ends: the supervisor starts Rasa from its watch threads, which live as long as the app."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
 def start_rasa(
     model: Path,
     port: int,
@@ -226,41 +237,50 @@ def start_rasa(
     single_thread: bool = False,
     auth_token: str | None = None,
     root: Path = PROJECT_ROOT,
+    own_group: bool = False,
 ) -> subprocess.Popen[bytes]:
     """`rasa run` on 127.0.0.1:port with its HTTP API behind `auth_token` (default: bot.rasa_tokens.rasa_token(),
     this process's), which the app's RasaClient sends as `?token=`. Rasa checks it on its API (/model/parse,
-    /status, /conversations…) but not on input channels; rasa_channels.prepared_rest checks the same token, read
-    from RASA_AUTH_TOKEN in Rasa's environment."""
+    /status, /conversations…) but not on input channels; rasa_ext.channels.prepared_rest checks the same token, read
+    from RASA_AUTH_TOKEN in Rasa's environment.
+
+    `own_group`: in a process group (session) of its own, as the supervisor of `gridbot run` starts it: a Ctrl+C in
+    the terminal reaches only the app, which stops Rasa itself (a Rasa ended by the terminal's signal would look
+    like a crash to be restarted), and the whole group can be signalled at once; and ended with the app, should the
+    app be killed outright (`die_with_parent`)."""
     token = auth_token or rasa_token()
     env = single_threaded(rasa_env(root)) if single_thread else rasa_env(root)
     env[RASA_TOKEN_ENV] = token
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    out = log_file.open("ab")
-    return subprocess.Popen(
-        [
-            str(RASA_BIN),
-            "run",
-            "--enable-api",
-            "--auth-token",
-            token,
-            "--model",
-            str(model),
-            "--port",
-            str(port),
-            "-i",
-            "127.0.0.1",
-            "--endpoints",
-            str(endpoints),
-            "--credentials",
-            "credentials.yml",
-            "--cors",
-            "http://127.0.0.1",
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
+    # The child keeps its own copy of the log file; ours is closed (a supervisor restarting it would leak one each).
+    with log_file.open("ab") as out:
+        return subprocess.Popen(
+            [
+                str(RASA_BIN),
+                "run",
+                "--enable-api",
+                "--auth-token",
+                token,
+                "--model",
+                str(model),
+                "--port",
+                str(port),
+                "-i",
+                "127.0.0.1",
+                "--endpoints",
+                str(endpoints),
+                "--credentials",
+                "credentials.yml",
+                "--cors",
+                "http://127.0.0.1",
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=own_group,
+            preexec_fn=die_with_parent if own_group else None,  # a prctl call only: safe after fork in a threaded app
+        )
 
 
 def wait_ready(

@@ -43,22 +43,22 @@ def _process_secret(env_name: str, purpose: str) -> str:
 
 def action_token(settings: Settings | None = None) -> str:
     """The secret Rasa's action calls carry: configured, else this process's generated one."""
-    if settings is not None and settings.action_endpoint_token:
-        return settings.action_endpoint_token
+    if settings is not None and settings.action_endpoint_token.get_secret_value():
+        return settings.action_endpoint_token.get_secret_value()
     return _process_secret(ACTION_TOKEN_ENV, "Rasa's action calls")
 
 
 def rasa_token(settings: Settings | None = None) -> str:
     """The token Rasa's HTTP API is started with (`--auth-token`): configured, else this process's generated one."""
-    if settings is not None and settings.rasa_auth_token:
-        return settings.rasa_auth_token
+    if settings is not None and settings.rasa_auth_token.get_secret_value():
+        return settings.rasa_auth_token.get_secret_value()
     return _process_secret(RASA_TOKEN_ENV, "Rasa's HTTP API")
 
 
 def known_rasa_token(settings: Settings | None = None) -> str | None:
     """The token to send to Rasa, if any is known; never generates one (a Rasa started elsewhere may have none)."""
-    if settings is not None and settings.rasa_auth_token:
-        return settings.rasa_auth_token
+    if settings is not None and settings.rasa_auth_token.get_secret_value():
+        return settings.rasa_auth_token.get_secret_value()
     return os.environ.get(RASA_TOKEN_ENV) or None
 
 

@@ -7,6 +7,10 @@ In a group the bot speaks when @-mentioned, when a trigger prefix starts the mes
 is the reply it is waiting for (a location, a rating), or, outside the group's quiet hours, when NLU is
 confident the message is a request, the open-set gate scores it a grid matter, and answering surely helps
 (`speaks_unasked`; the turn carries `addressed: false`, so actions with nothing sure to say stay silent).
+A life-safety emergency is the one exception to both the place and the quiet hours: when the emergency recogniser
+hears one AND NLU and the gate agree the message is a report (`emergency_report`), the bot answers unasked, at any
+hour, with the number to call and "where?" (or the red ticket when the place is there). The recogniser alone never
+makes the bot speak: on real chatter it misfires (空气很甜 → 燃气泄漏).
 Everything else is chatter and gets silence: in a group, silence beats a wrong reply.
 """
 
@@ -16,9 +20,11 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from bot.action_payloads import InvalidActionPayload, deliveries
 from bot.choices import parse_choice
 from bot.commands import parse_command
 from bot.deferred import DeferredStore
@@ -32,6 +38,7 @@ from bot.settings import Settings
 from bot.texts import text as t
 from bot.worker_desk import WorkerDesk
 from grid.clock import LOCAL_TZ
+from grid.emergencies import EmergencyTriage
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,8 @@ def _local_now() -> datetime:
 
 # Unasked, these would tell a person on NLU's guess (the worker, the community lead): only when addressed.
 PINGS_A_PERSON = frozenset({"ask_human", "complain_service"})
+# The intent NLU must give an unasked emergency, besides the recogniser's word and the gate's (`emergency_report`).
+REPORT_INTENT = "report_issue"
 
 
 def speaks_unasked(intent: str, parse_data: dict[str, Any]) -> bool:
@@ -66,6 +75,7 @@ class MessageRouter:
         clock: Callable[[], datetime] = _local_now,
         state_store_up: Callable[[], Awaitable[bool]] | None = None,
         workers: WorkerDesk | None = None,
+        emergencies: EmergencyTriage | None = None,
     ) -> None:
         self.settings = settings
         self.rasa = rasa
@@ -75,6 +85,10 @@ class MessageRouter:
         self.clock = clock
         self._state_store_up = state_store_up
         self.workers = workers  # reads a known worker's own words (None: exact commands only)
+        # One replay at a time in this process: the periodic job and the Rasa supervisor's "Rasa is back" may start
+        # one together, and without Redis (the embedded default) nothing else keeps them from answering twice.
+        self._replaying = asyncio.Lock()
+        self.emergencies = emergencies  # hears an unasked emergency (None: unasked emergencies wait for an @)
 
     async def handle(self, message: IncomingMessage) -> list[OutgoingMessage]:
         """Route one message; if Rasa is down, hold it for retry and tell an addressing resident to wait (timed and
@@ -105,13 +119,14 @@ class MessageRouter:
     async def retry_deferred(self) -> list[OutgoingMessage]:
         """Replay held messages in arrival order; stops at the first failure so order is kept."""
         outgoing: list[OutgoingMessage] = []
-        for row_id, message in await asyncio.to_thread(self.deferred.held):
-            try:
-                outgoing.extend(await self._route(message))
-            except RasaUnavailable as exc:
-                await asyncio.to_thread(self.deferred.finish, row_id, str(exc))
-                break
-            await asyncio.to_thread(self.deferred.finish, row_id)
+        async with self._replaying:
+            for row_id, message in await asyncio.to_thread(self.deferred.held):
+                try:
+                    outgoing.extend(await self._route(message))
+                except RasaUnavailable as exc:
+                    await asyncio.to_thread(self.deferred.finish, row_id, str(exc))
+                    break
+                await asyncio.to_thread(self.deferred.finish, row_id)
         return outgoing
 
     async def _policy(self, group_id: str) -> GroupPolicy:
@@ -196,14 +211,38 @@ class MessageRouter:
     async def unaddressed_parse(self, text: str, awaiting: Awaiting | None, policy: GroupPolicy) -> dict[str, Any] | None:
         """The NLU result of an unaddressed group message the bot should answer; None means stay silent.
 
-        Answered: the reply the bot waits for (unless chatter), or a confident request outside quiet hours.
-        In quiet hours with nothing awaited, silence needs no NLU at all.
+        Answered: the reply the bot waits for (unless chatter), a confident request outside quiet hours, or, at any
+        hour, an emergency report (`emergency_report`). In quiet hours with nothing awaited, silence needs no NLU
+        unless the recogniser hears an emergency: it is cheaper than a parse, and most night chatter stops there.
         """
         quiet = policy.is_quiet(self.clock())
         if awaiting is None and quiet:
-            return None
+            if not await self.hears_emergency(text):
+                return None
+            parse_data = await self.rasa.parse(text)
+            return parse_data if self.emergency_report(parse_data, policy) else None
         parse_data = await self.rasa.parse(text)
-        return parse_data if self.answers_unaddressed(parse_data, awaiting, policy, quiet=quiet) else None
+        if self.answers_unaddressed(parse_data, awaiting, policy, quiet=quiet):
+            return parse_data
+        if self.emergency_report(parse_data, policy) and await self.hears_emergency(text):
+            return parse_data
+        return None
+
+    async def hears_emergency(self, text: str) -> bool:
+        """The emergency recogniser's word on an unasked message (encoding runs in a thread: it is CPU work)."""
+        if self.emergencies is None:
+            return False
+        return await asyncio.to_thread(self.emergencies.recognise, text) is not None
+
+    def emergency_report(self, parse_data: dict[str, Any], policy: GroupPolicy) -> bool:
+        """NLU's and the gate's half of an unasked emergency: a confident report that is a grid matter. Without a
+        place too (the form asks for it after the number to call), and in quiet hours: a person may be in danger."""
+        intent = parse_data.get("intent") or {}
+        return (
+            intent.get("name") == REPORT_INTENT
+            and intent.get("confidence", 0.0) >= policy.request_confidence
+            and self.is_grid_matter(parse_data)
+        )
 
     def answers_unaddressed(
         self, parse_data: dict[str, Any], awaiting: Awaiting | None, policy: GroupPolicy, *, quiet: bool = False
@@ -244,10 +283,15 @@ class MessageRouter:
 
     async def _collect(self, message: IncomingMessage, responses: list[dict[str, Any]]) -> list[OutgoingMessage]:
         outgoing: list[OutgoingMessage] = []
+        asked: int | None = None  # the index of the latest reply to the speaker
         for response in responses:
             if response.get("text"):
+                asked = len(outgoing)
                 outgoing.append(self._reply(message, response["text"]))
             custom = response.get("custom") or {}
+            if custom.get("expect") in ("form", "choice") and asked is not None:
+                # The question just said (in this response or the one before) waits for an answer without an @.
+                outgoing[asked] = replace(outgoing[asked], awaits_reply=True)
             if custom.get("expect") == "feedback" and not message.is_private:
                 await self._expect_feedback(message.conversation_id)
             if custom.get("expect") == "form" and not message.is_private:
@@ -256,17 +300,12 @@ class MessageRouter:
             if custom.get("expect") == "choice":
                 # "您想问的是…" listed entries: the next "2" or "都不是" is a pick, in a group (unaddressed) or privately.
                 await self.expectations.expect(message.conversation_id, Awaiting.CHOICE, self.settings.expect_reply_seconds)
-            for item in custom.get("deliver", []):
-                outgoing.append(
-                    OutgoingMessage(
-                        target_type=TargetType(item["target_type"]),
-                        target_id=item["target_id"],
-                        text=item["text"],
-                        mentions=tuple(Mention(m["id"], m["name"]) for m in item.get("mentions", [])),
-                        awaits_rating_from=item.get("await_rating_from"),
-                        channel=item.get("channel") or None,
-                    )
-                )
+            try:
+                outgoing.extend(deliveries(custom))  # checked against the contract the actions built it with
+            except InvalidActionPayload as error:
+                # An action's bug: the ticket is filed and the resident's reply stands; only this item is dropped,
+                # loudly, rather than the whole turn's replies.
+                log.error("dropped a deliver payload of %s: %s", message.conversation_id, error)
         await self.expect_ratings(message.channel, outgoing)
         return outgoing
 

@@ -100,6 +100,7 @@ def build_services(settings: Settings) -> Services:
     )
     namespace = namespace_for(settings)
     expectations: Expectations = RedisExpectations(redis_client, namespace) if redis_client else MemoryExpectations()
+    emergencies = build_emergency_triage(settings)
     router = MessageRouter(
         settings,
         rasa,
@@ -115,6 +116,7 @@ def build_services(settings: Settings) -> Services:
             evidence_window=timedelta(minutes=settings.worker_evidence_minutes),
             morning_at=morning_time(settings),
         ),
+        emergencies=emergencies,  # an unasked emergency report is answered at any hour (bot/router.py)
     )
     webchat = WebChatChannel(factory, settings.bot_name)
     channels = ChannelRegistry([webchat, *build_platform_channels(settings, factory)])
@@ -129,7 +131,7 @@ def build_services(settings: Settings) -> Services:
         rasa=rasa,
         redis=redis_client,
         knowledge=build_knowledge_base(settings),
-        emergencies=(emergencies := build_emergency_triage(settings)),
+        emergencies=emergencies,
         duplicates=(duplicates := build_duplicate_judge(settings, emergencies)),
         # Early warnings and recurring statistics group reports on the duplicate judge's scale and thresholds.
         problems=(problems := ProblemJudge.for_duplicates(duplicates)),

@@ -7,13 +7,18 @@ lists every setting with its default, generated from this class (`python -m bot.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 from sqlalchemy.engine import make_url
+
+from bot import setting_formats as formats
+from bot.setting_formats import ApiKeys, ClockTime, Networks, RateLimits, RobotMap, WebhookTargets
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The operator's settings file; every `gridbot` command also loads it into its environment (bot/env_file.py).
@@ -21,7 +26,10 @@ ENV_FILE = PROJECT_ROOT / ".env"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore")
+    # Errors never echo the value: it may be a secret (a webhook secret inside WEBHOOK_TARGETS, an API key).
+    model_config = SettingsConfigDict(
+        env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+    )
 
     # The database as an SQLAlchemy URL: SQLite under var/ (the embedded default) or postgresql://user:pass@host/db.
     database_url: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'gridbot.db'}"
@@ -32,6 +40,20 @@ class Settings(BaseSettings):
     # one call may take before the message is held for a retry.
     rasa_url: str = "http://127.0.0.1:5005"
     rasa_timeout_seconds: float = 30.0
+    # `gridbot run` supervises the Rasa servers it starts (bot/rasa_supervisor.py). A server that exits, or fails
+    # this many status probes in a row (one every probe interval, each allowed the probe timeout), is restarted
+    # after a pause doubling from the first to the cap. Generous: a busy server answers /status late, not never.
+    rasa_probe_seconds: float = 5.0
+    rasa_probe_timeout_seconds: float = 5.0
+    rasa_probe_failures: int = 4
+    rasa_restart_first_seconds: float = 1.0
+    rasa_restart_max_seconds: float = 60.0
+    # How long a Rasa server may take to load its model after a (re)start before it counts as failed.
+    rasa_start_timeout_seconds: float = 300.0
+    # Stopping `gridbot run`: its Rasa servers get SIGTERM, and SIGKILL if still there after this long.
+    rasa_stop_seconds: float = 5.0
+    # Where `gridbot run` writes the Rasa servers' endpoints file and logs (log/rasa*.log).
+    run_dir: Path = PROJECT_ROOT / "var"
     # Where the app listens; Rasa's action endpoint points here.
     app_host: str = "127.0.0.1"
     app_port: int = 8000
@@ -56,10 +78,10 @@ class Settings(BaseSettings):
     # (bot/rasa_process.write_endpoints) or as ?token= (Rasa's `token:` in endpoints.yml). Unset: the process
     # generates one per start (bot/rasa_tokens.py, logged) and gives it to the Rasa it starts (`gridbot run`, tests,
     # benches); a Rasa started elsewhere must then be given the same ACTION_ENDPOINT_TOKEN.
-    action_endpoint_token: str = ""
+    action_endpoint_token: SecretStr = SecretStr("")
     # Rasa's HTTP API token (`rasa run --auth-token`): the app sends it as ?token= on every call (parse, turns,
     # status). Unset: whoever starts Rasa generates one per start (bot/rasa_tokens.py) and the app uses it.
-    rasa_auth_token: str = ""
+    rasa_auth_token: SecretStr = SecretStr("")
     # A group message not addressed to the bot is still answered when NLU is this sure it is a request.
     request_intents: tuple[str, ...] = (
         "ask_policy",
@@ -77,7 +99,9 @@ class Settings(BaseSettings):
     grid_matter_threshold: float = 0.78
     # While the bot waits for someone's answer, these intents are still treated as chatter and ignored.
     chatter_intents: tuple[str, ...] = ("chitchat", "greet", "goodbye", "thanks", "out_of_scope", "bot_challenge")
+    # Trigger prefixes that address the bot like an @-mention, in every group (a group adds its own: `gridbot group set`).
     command_prefixes: tuple[str, ...] = ("#助手", "小助手")
+    # Longest message the web chat API takes, in characters (413 beyond it).
     max_text_chars: int = 2000
     # Largest request body of the chat and JSON APIs, in bytes: 413 beyond it, refused from a declared Content-Length
     # before the body is read, counted while a chunked one streams (bot/api/guards.py). The knowledge import, Rasa's
@@ -90,6 +114,7 @@ class Settings(BaseSettings):
     # How long after a knowledge-base answer a question that names nothing of its own (那要带什么材料, 一个月能领多少)
     # is read as about that answer (knowledge/followups.py). Short: later, such a question may be about anything.
     followup_window_seconds: int = 10 * 60
+    # How often messages held while Rasa was down are tried again (in arrival order).
     deferred_retry_seconds: float = 30.0
     # A message a platform was told had arrived (WeCom, wechaty) and no process finished handling within this long
     # is replayed by the deferred job: its process died mid-turn. Longer than any turn (Rasa's timeout and retry).
@@ -97,17 +122,19 @@ class Settings(BaseSettings):
     # A report that repeats an open ticket filed within this window joins it (grid/duplicates.py): the same
     # specific spot and, with an embedding model, descriptions alike in meaning (else the same category).
     duplicate_window_hours: float = 72.0
-    # Description-likeness scores (best clause pair, centred e5 cosine) at or above which a report joins the open
-    # ticket, or is filed and flagged 可能重复 to the worker. Unset: the values chosen on the dev pairs for the
-    # `auto` model (grid/duplicates.CALIBRATED, `bench/duplicates.py --calibrate`); set them after changing models.
+    # Probabilities (0..1, the pair model over e5 clause score and problem words) at or above which a report joins
+    # the open ticket, or is filed and flagged 可能重复 to the worker. Unset: the values chosen on the dev pairs for
+    # the `auto` model (grid/duplicates.CALIBRATED, `bench/duplicates.py --calibrate`); set them after changing models.
     duplicate_link_score: float | None = None
     duplicate_flag_score: float | None = None
     # Early warnings (预警, grid/warnings.py): thresholds and windows are grid/data/warnings.yml; a site's own YAML of
     # the same shape, named here, is laid over it key by key (per category, per community). Empty: the shipped rules.
     warnings_file: Path | None = None
+    # How often pending webhook deliveries (the outbox, WEBHOOK_TARGETS) are sent.
     outbox_interval_seconds: float = 5.0
     # How often queued outgoing chat messages (failed or paced sends on WeChat/WeCom) are tried again.
     outbound_retry_seconds: float = 5.0
+    # How often the 督办 job looks for tickets at 75 % of their time or overdue.
     deadline_check_seconds: float = 60.0
     # Life-safety emergencies (电梯困人, 着火, 燃气味…; grid/emergencies.py): their tickets are due this soon, and
     # while nobody has accepted one, its worker and the community lead are told again every renotice interval.
@@ -120,12 +147,12 @@ class Settings(BaseSettings):
     worker_evidence_minutes: float = 30.0
     # A worker's day (bot/worker_day.py): the morning digest (a lead: the community's briefing) goes to every worker
     # who turned it on, at this local time (HH:MM; empty: never), checked this often, once a day across processes.
-    morning_digest_at: str = "08:00"
+    morning_digest_at: ClockTime = Field("08:00", validate_default=True)
     morning_digest_check_seconds: float = 60.0
     # External systems that receive every ticket event, as JSON: [{"name": "city", "url": "https://…", "secret": "…"}]
-    webhook_targets: str = ""
+    webhook_targets: WebhookTargets = Field("", validate_default=True)
     # Keys that may create requests through Open311 POST (comma-separated); GET needs none unless the next is set.
-    open311_api_keys: str = ""
+    open311_api_keys: ApiKeys = Field("", validate_default=True)
     # Reads (GET services/requests) need one of those keys too: for cities that do not publish requests. Off, they
     # are public (deploy/nginx.conf serves them), and residents' phone, ID and room numbers are masked either way.
     open311_read_requires_key: bool = False
@@ -145,6 +172,7 @@ class Settings(BaseSettings):
     notice_sweep_seconds: float = 10.0
     # Longest one delivery job may run; also its claim's lease, after which another job may take the delivery over.
     notice_job_timeout_seconds: float = 60.0
+    # Notice jobs one process runs at once, and how often an arq worker looks at the queue.
     notice_max_jobs: int = 10
     notice_poll_seconds: float = 0.5
     # Longest a job sleeps for a rate-limit slot before it gives its worker slot back and is deferred instead.
@@ -155,7 +183,7 @@ class Settings(BaseSettings):
     notice_max_attempts: int = 8
     # Per-channel overrides of a channel's own send limits, as JSON:
     # {"webchat": {"per_account": 20, "per_group": 5, "window_seconds": 60, "jitter_seconds": 2}} (null: no limit).
-    notice_rate_limits: str = ""
+    notice_rate_limits: RateLimits = Field("", validate_default=True)
 
     # --- accounts, sessions and login throttling (console and REST API, issue #8) ---
     # How long a console login lasts (absolute); then the browser logs in again.
@@ -172,16 +200,16 @@ class Settings(BaseSettings):
     # Reverse proxies whose X-Forwarded-For / X-Real-IP say who the client is (comma-separated IPs or CIDR blocks,
     # e.g. 127.0.0.1 behind deploy/nginx.conf on the same host). Empty: trust none, the client is the TCP peer.
     # From any other peer those headers are ignored: anyone could write them.
-    trusted_proxies: str = ""
+    trusted_proxies: Networks = Field("", validate_default=True)
 
     # --- WeCom (企业微信) self-built app and group robots (issue #7; bot/channels/wecom/) ---
     # The channel runs when corp id, agent id, app secret, callback token and EncodingAESKey are all set.
     wecom_corp_id: str = ""
     wecom_agent_id: int | None = None
-    wecom_secret: str = ""
+    wecom_secret: SecretStr = SecretStr("")
     # The app's 接收消息 settings in the admin console: Token and EncodingAESKey (43 characters).
-    wecom_token: str = ""
-    wecom_encoding_aes_key: str = ""
+    wecom_token: SecretStr = SecretStr("")
+    wecom_encoding_aes_key: SecretStr = SecretStr("")
     # Where the app API and robot webhooks live (tests point it at a local stand-in).
     wecom_api_base: str = "https://qyapi.weixin.qq.com"
     # A callback whose timestamp is further than this from our clock is refused, and a nonce is remembered this
@@ -189,12 +217,12 @@ class Settings(BaseSettings):
     wecom_replay_window_seconds: int = 300
     # Group robots, as JSON: {"<chat_groups.id of a wecom group>": "<robot key or full webhook URL>"}. Such a
     # group receives notices and replies through its robot; any other wecom group is an app chat (appchat/send).
-    wecom_robots: str = ""
+    wecom_robots: RobotMap = Field("", validate_default=True)
 
     # --- wechaty: personal WeChat groups through a puppet service (issue #7; bot/channels/wechaty/) ---
     # The channel runs when the token is set; the endpoint (host:port of the puppet service) is then required too,
     # because without it python-wechaty looks the token up on a discovery host on the internet.
-    wechaty_puppet_service_token: str = ""
+    wechaty_puppet_service_token: SecretStr = SecretStr("")
     wechaty_puppet_service_endpoint: str = ""
     # After the event stream drops (peer restart, network) the adapter reconnects after this, doubling to the cap.
     wechaty_reconnect_first_seconds: float = 1.0
@@ -212,7 +240,7 @@ class Settings(BaseSettings):
     # runs, connecting out to WeCom (no public address or callback URL needed). WeCom keeps one connection per
     # robot, so only one app process may have these set.
     wecom_aibot_bot_id: str = ""
-    wecom_aibot_secret: str = ""
+    wecom_aibot_secret: SecretStr = SecretStr("")
     # WeCom's WebSocket address (private WeCom deployments show their own in the admin console; tests use a local peer).
     wecom_aibot_ws_url: str = "wss://openws.work.weixin.qq.com"
     # A ping this often; two unanswered in a row count as a dead connection (the SDKs' rule).
@@ -254,9 +282,11 @@ class Settings(BaseSettings):
     ilink_stale_pause_seconds: float = 3600.0
     # How long one console login (up to 3 QR codes, each valid a few minutes) waits for a scan and confirmation.
     ilink_login_timeout_seconds: float = 480.0
+    # Longest one call to WeChat's bot API (a send, a QR code) may take.
     ilink_send_timeout_seconds: float = 15.0
 
     # --- pictures received from chat platforms (served by the app at /media/<name>) ---
+    # Where received pictures are kept (by content hash), and the largest one kept.
     media_dir: Path = PROJECT_ROOT / "var" / "media"
     media_max_bytes: int = 10 * 1024 * 1024
     # Prefix of the /media/… addresses stored on tickets, e.g. https://gridbot.example.org; empty: relative paths.
@@ -273,6 +303,22 @@ class Settings(BaseSettings):
             return None
         return value
 
+    # The structured settings, parsed from their documented text once, here (bot/setting_formats.py).
+    _webhook_targets = field_validator("webhook_targets", mode="before")(formats.webhook_targets)
+    _open311_api_keys = field_validator("open311_api_keys", mode="before")(formats.comma_separated)
+    _notice_rate_limits = field_validator("notice_rate_limits", mode="before")(formats.rate_limits)
+    _trusted_proxies = field_validator("trusted_proxies", mode="before")(formats.networks)
+    _wecom_robots = field_validator("wecom_robots", mode="before")(formats.robots)
+    _morning_digest_at = field_validator("morning_digest_at", mode="before")(formats.clock_time)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """repr and str (a traceback's locals, a debugging print) never show the password in a database or Redis URL;
+        the SecretStr fields mask themselves."""
+        for name, value in super().__repr_args__():
+            if name in _URLS_WITH_PASSWORDS and isinstance(value, str):
+                value = _without_password(value)
+            yield name, value
+
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _any_case(cls, value: object, info: ValidationInfo) -> object:
@@ -282,9 +328,43 @@ class Settings(BaseSettings):
         return value.upper() if info.field_name == "log_level" else value.lower()
 
 
+_URLS_WITH_PASSWORDS = frozenset({"database_url", "redis_url"})
+
+
+def _without_password(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads: show nothing of it rather than risk the password
+        return "<unreadable URL>"
+
+
 @cache
 def get_settings() -> Settings:
     return Settings()
+
+
+class SettingsInvalid(Exception):
+    """The environment (or .env) holds a setting that cannot be used; the message names each such variable."""
+
+
+def load_settings() -> Settings:
+    """get_settings(), with a bad value turned into one readable message (no traceback, no value: it may be secret)."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        raise SettingsInvalid(describe(exc)) from None
+    except SettingsError as exc:  # a JSON list setting (REQUEST_INTENTS…) that is not JSON
+        raise SettingsInvalid(f"invalid setting: {exc}") from None
+
+
+def describe(error: ValidationError) -> str:
+    """One line per bad setting: its environment variable, then what is wrong."""
+    lines = []
+    for problem in error.errors():
+        variable = str(problem["loc"][0]).upper() if problem["loc"] else "settings"
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(message if message.startswith(variable) else f"{variable}: {message}")
+    return "invalid settings (environment or .env):\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def namespace_for(settings: Settings) -> str:

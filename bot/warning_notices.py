@@ -1,5 +1,6 @@
 """What the community lead is told when reports cluster (grid/warnings.py): one private message per warning, with
-the tickets, their places and a short summary. Texts: bot/texts/zh.yml `warnings`."""
+the tickets, their places and a short summary; a red one also goes to the street's contacts (街道). Texts:
+bot/texts/zh.yml `warnings`."""
 
 from __future__ import annotations
 
@@ -24,7 +25,25 @@ def _clip(text: str, limit: int = MAX_DESCRIPTION_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def warning_text(raised: RaisedWarning) -> str:
+def _street_line(raised: RaisedWarning, *, for_street: bool) -> str:
+    """Red only: the lead learns whom at the street was told (or that only the platform was); a street contact's
+    copy names the lead who has it."""
+    if raised.colour != "red":
+        return ""
+    if raised.street is None:
+        return t("warnings.no_street")
+    street = raised.street[1]
+    if for_street:
+        if raised.lead is None:
+            return t("warnings.street_copy_no_lead", street=street)
+        return t("warnings.street_copy", street=street, lead=raised.lead.name)
+    if raised.street_contacts:
+        names = t("warnings.names_join").join(p.name for p in raised.street_contacts)
+        return t("warnings.street_told", street=street, names=names)
+    return t("warnings.street", street=street)
+
+
+def warning_text(raised: RaisedWarning, *, for_street: bool = False) -> str:
     lines = [
         t(
             "warnings.ticket",
@@ -38,10 +57,7 @@ def warning_text(raised: RaisedWarning) -> str:
     ]
     if len(raised.tickets) > MAX_TICKET_LINES:
         lines.append(t("warnings.more", count=len(raised.tickets) - MAX_TICKET_LINES))
-    if raised.colour != "red":
-        street = ""
-    else:
-        street = t("warnings.street", street=raised.street[1]) if raised.street else t("warnings.no_street")
+    street = _street_line(raised, for_street=for_street)
     title = t("warnings.title_grown", previous=raised.grown_from) if raised.grown_from else t("warnings.title")
     return t(
         f"warnings.{raised.rule.value}",
@@ -58,6 +74,13 @@ def warning_text(raised: RaisedWarning) -> str:
 
 
 def warning_notices(raised: Iterable[RaisedWarning]) -> list[OutgoingMessage]:
-    """One private message to the community lead per warning raised or grown; none when the community has no lead
-    (the warning is still in the console and the outbox)."""
-    return [OutgoingMessage(TargetType.CONTACT, w.lead.worker_id, warning_text(w)) for w in raised if w.lead is not None]
+    """One private message to the community lead per warning raised or grown (none when the community has no lead:
+    the warning is still in the console and the outbox), and for a red one to each of the street's contacts; each
+    goes out on the person's own channel (bot/channels/dispatch.py)."""
+    messages = []
+    for warning in raised:
+        if warning.lead is not None:
+            messages.append(OutgoingMessage(TargetType.CONTACT, warning.lead.worker_id, warning_text(warning)))
+        for person in warning.street_contacts:
+            messages.append(OutgoingMessage(TargetType.CONTACT, person.worker_id, warning_text(warning, for_street=True)))
+    return messages

@@ -37,14 +37,9 @@ MAX_LINES = 10
 
 
 def morning_time(settings: Settings) -> time | None:
-    """MORNING_DIGEST_AT as a time; None when empty (no morning digests). A malformed value fails at start-up."""
-    value = settings.morning_digest_at.strip()
-    if not value:
-        return None
-    try:
-        return datetime.strptime(value, "%H:%M").time()
-    except ValueError:
-        raise ValueError(f"MORNING_DIGEST_AT must be HH:MM (local time) or empty, not {value!r}") from None
+    """MORNING_DIGEST_AT as a time; None when empty (no morning digests). Parsed when settings load, so a malformed
+    value has already stopped start-up (bot/setting_formats.clock_time)."""
+    return settings.morning_digest_at
 
 
 # --- wording ----------------------------------------------------------------------------------------------------

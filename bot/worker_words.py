@@ -10,7 +10,7 @@ gathers the context and carries the result out; bench/worker_words.py measures i
 What: a compact rule set over normalised text, because the vocabulary is small and closed (acknowledgements,
 completion verbs + 了, negations and "almost" that make a completion not one, questions about their work,
 transfer/escalate/return words) and a rule's mistake can be read and fixed; the e5 sentence model was tried as a
-fallback for what the rules leave and did not pay (README, "Workers in their own words").
+fallback for what the rules leave and did not pay (docs/tickets.md, "Workers in their own words").
 
 Which ticket, in order: a full number in the words; the number in a quoted bot notice; a short number (the last
 4 digits) unique among their open tickets; the ticket's own words (`电梯那个`) naming one of them; then its

@@ -180,7 +180,7 @@ def _claim(session: Session, ticket: Ticket, kind: NoticeKind, now: datetime) ->
     )
 
 
-# --- emergencies nobody has accepted (issue #23 item 3) -------------------------------------------------------
+# --- emergencies nobody has accepted (life-safety emergencies, grid/emergencies.py) -----------------------------
 
 # An emergency in one of these has not been taken on by anyone yet: its worker and the lead are told again.
 NOT_ACCEPTED = frozenset({Status.SUBMITTED, Status.DISPATCHED, Status.TRANSFERRED})

@@ -22,14 +22,14 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, cast
+from typing import Any, cast
 
 import httpx
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, StringConstraints, TypeAdapter, ValidationError
 from sqlalchemy import CursorResult, Integer, String, exists, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from grid.outbox import OutboxDelivery, OutboxMessage
+from grid.webhook_targets import WebhookTarget
 from storage.base import utcnow
 from storage.engine import unit_of_work
 
@@ -52,43 +52,6 @@ TARGET_DOWN_STATUSES = frozenset({429, 502, 503, 504})
 SIGNATURE_PREFIX = "sha256="
 # Serialises planning across processes on PostgreSQL (there is no unique key on message × target to lean on).
 _PLAN_LOCK_KEY = 0x6772_6964_626F_74  # "gridbot"
-
-
-class TargetsError(ValueError):
-    """The webhook targets setting cannot be used; the message says what is wrong and what is expected."""
-
-
-class WebhookTarget(BaseModel):
-    """One external system that receives every ticket event."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    # Stored in OutboxDelivery.target (String(64)): renaming a target makes it a new one that gets everything again.
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-    url: AnyHttpUrl
-    secret: SecretStr = Field(min_length=1)
-
-
-_TARGETS = TypeAdapter(list[WebhookTarget])
-_EXPECTED = 'a JSON list like [{"name": "city", "url": "https://…", "secret": "…"}]'
-
-
-def parse_targets(raw: str | None) -> list[WebhookTarget]:
-    """Read the WEBHOOK_TARGETS setting; blank means no targets. Raises TargetsError saying what is wrong."""
-    if raw is None or not raw.strip():
-        return []
-    try:
-        targets = _TARGETS.validate_json(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'value'}: {error['msg']}" for error in exc.errors()
-        )
-        raise TargetsError(f"WEBHOOK_TARGETS must be {_EXPECTED}; {problems}") from None
-    names = [target.name for target in targets]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise TargetsError(f"WEBHOOK_TARGETS names must be unique; repeated: {', '.join(duplicates)}")
-    return targets
 
 
 # --- signing -------------------------------------------------------------------------------------

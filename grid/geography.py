@@ -1,4 +1,5 @@
-"""Where things happen: regions, grids, the workers who serve them and the chat groups that belong to them."""
+"""Where things happen: regions, grids, the workers who serve them, the streets' contacts and the chat groups that
+belong to them."""
 
 from __future__ import annotations
 
@@ -49,6 +50,18 @@ class Worker(Base):
     digest_sent_on: Mapped[str | None] = mapped_column(String(10), default=None)
 
     grid: Mapped[Grid] = relationship(back_populates="workers")
+
+
+class StreetContact(Base):
+    """A person responsible at a street (街道), above the communities' leads: told of red early warnings
+    (grid/warnings.py) on their own channel; `id` is their chat account id there, as a worker's is."""
+
+    __tablename__ = "street_contacts"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    street_code: Mapped[str] = mapped_column(ForeignKey("regions.code"), index=True)
+    channel: Mapped[str] = mapped_column(String(32), default="webchat", server_default="webchat")
 
 
 class Department(Base):
@@ -127,6 +140,12 @@ def community_lead(session: Session, grid_code: str) -> Worker | None:
         .order_by(Worker.id)
     )
     return session.scalars(query).first()
+
+
+def street_contacts(session: Session, street_code: str) -> list[StreetContact]:
+    """The people of a street, in a stable order."""
+    query = select(StreetContact).where(StreetContact.street_code == street_code).order_by(StreetContact.id)
+    return list(session.scalars(query))
 
 
 def asker_regions(session: Session, group_id: str | None) -> list[str]:

@@ -1,5 +1,8 @@
 """How tickets look through Open311 GeoReport v2: service codes, the open/closed status and the texts shown.
 
+The open/closed code is GeoReport's own and mapped here; what a status means in words (status_notes) comes from the
+ticket names every reader shares (grid/data/ticket_labels.yml, grid/labels.py).
+
 Pure mapping, no database and no HTTP, so the 12345 hotline's view of a ticket is defined in one place and
 can be read (and tested) without the API around it.
 
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from grid.categories import Category, load_categories
-from grid.clock import LOCAL_TZ
+from grid.labels import status_note
 from grid.workflow import Status
 
 
@@ -47,20 +50,6 @@ FALLBACK_GROUP = "其他"
 CLOSED_STATUSES = frozenset({Status.CLOSED, Status.CANCELLED, Status.MERGED})
 OPEN311_STATUSES = ("open", "closed")
 
-# Shown as status_notes when the latest event carries no note a caller could read.
-STATUS_NOTES: dict[Status, str] = {
-    Status.SUBMITTED: "已受理，等待派单",
-    Status.DISPATCHED: "已派给网格员",
-    Status.TRANSFERRED: "已转派给其他网格员",
-    Status.ESCALATED: "已上报相关部门处理",
-    Status.IN_PROGRESS: "正在处理",
-    Status.RESOLVED: "已办结，等待回访",
-    Status.REVIEWED: "已审核，等待回访",
-    Status.CLOSED: "已办结",
-    Status.REOPENED: "居民不满意，重新处理中",
-    Status.MERGED: "与其他工单重复，已合并",
-    Status.CANCELLED: "已撤销",
-}
 # Events whose note is an internal reference (a worker id, "pool", a rating word) rather than a sentence.
 MACHINE_NOTE_ACTIONS = frozenset({"submit", "dispatch", "accept", "close", "co_report", "merge_in", "urge", "triage"})
 
@@ -113,7 +102,7 @@ def status_notes(status: str, result: str | None, last_action: str | None, last_
     if result and current in (Status.RESOLVED, Status.REVIEWED, Status.CLOSED):
         return result
     note = _readable(last_note) if last_action not in MACHINE_NOTE_ACTIONS else None
-    return note or STATUS_NOTES[current]
+    return note or status_note(current)  # the status's sentence in grid/data/ticket_labels.yml
 
 
 def _readable(note: str | None) -> str | None:
@@ -129,11 +118,6 @@ def w3_datetime(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def local_time(value: datetime) -> str:
-    """A deadline as a Chinese caller reads it: Beijing time, to the minute."""
-    return value.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
 
 
 def reporter_identity(

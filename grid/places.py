@@ -2,7 +2,7 @@
 
 Residents name one place in many ways (Chinese or Arabic numerals; 号楼, 栋, 幢, 座; 门口, 楼下, 前面, 旁边), and the
 old rule ("one text inside the other") both missed those and matched junk: a ticket whose extracted location was
-the single character `号` was found inside `2号楼` and swallowed a real leak report (issue #24). Here a place is
+the single character `号` was found inside `2号楼` and swallowed a real leak report (duplicates, docs/tickets.md). Here a place is
 parsed into parts — estate, building, unit, floor, room, gate, named spot, and where at it — so two places are
 compared part by part, a number only ever against a whole number (3 is never 13), and a place that names nothing
 specific (`号`, `楼`, `小区`, `楼下`) matches nothing at all.

@@ -1,14 +1,16 @@
 """Which reports are about one problem: the grouping early warnings (grid/warnings.py) and the recurring-problem
 statistics (grid/stats.py) share, so a lead never sees the two disagree about what "the same problem" is.
 
-Residents describe one problem in other words, under other categories and with other place wordings (issue #24):
+Residents describe one problem in other words, under other categories and with other place wordings (docs/tickets.md, 并单):
 grouping by identical (category, place) pairs splits `3号楼地下室渗水` from `三号楼地下室又漏水了`. Here two reports
 are linked when
 
 - they are reports of one ticket (its first report and its co-reporters: the duplicate check already joined them);
 - they are at one spot (grid/places.py: numerals, 栋/号楼, 门口/楼下 normalised; 3 is never 13) and say the same
   thing: grid/duplicates.py's description similarity (problem clauses, place taken out, centred e5) reaches the
-  duplicate judge's link score — or, without a meaning model, they are of one category there;
+  score the e5-only duplicate judge linked at (`CLAUSE_LINK`; the duplicate judge itself now adds the problem words
+  through its pair model, which this grouping of many pairs does not run) — or, without a meaning model, they are
+  of one category there;
 - for early warnings only (`across_places`): they say the same thing anywhere in the community, by a stricter score
   (停水 reported from three buildings is one problem), or are of one category at one spot (one place keeps failing).
 
@@ -29,7 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
-from grid.duplicates import CALIBRATED, DescriptionSimilarity, DuplicateJudge, MeaningJudge, problem_clauses
+from grid.duplicates import CLAUSE_LINK, DescriptionSimilarity, DuplicateJudge, MeaningJudge, problem_clauses
 from grid.emergencies import TextEncoder
 from grid.places import same_spot
 
@@ -131,10 +133,10 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-# Two reports at one spot are one problem from the duplicate judge's link score (its precision ≥ 0.97 there). At two
+# Two reports at one spot are one problem from the e5-only duplicate judge's link score (CLAUSE_LINK). At two
 # places the place no longer vouches for them, so they must be closer: just above the highest pair of different
-# problems at one spot in bench/data/duplicate_pairs_dev.yml (下水管堵了 / 自来水管爆了, 0.443; the dev split, never
-# the held-out one), which keeps 82 % of the dev split's same-problem pairs.
+# problems at one spot in bench/data/duplicate_pairs_dev.yml as it was before duplicates' second tuning round (下水管堵了 /
+# 自来水管爆了, 0.443; the dev split, never the held-out one), which keeps 82 % of the dev split's same-problem pairs.
 ANYWHERE = 0.45
 
 
@@ -144,15 +146,15 @@ class ProblemJudge:
 
     likeness: Likeness | None = None
     same_place: Callable[[str, str], bool] = field(default=same_spot)
-    at_one_place: float = CALIBRATED.link  # alike enough at one spot
+    at_one_place: float = CLAUSE_LINK  # alike enough at one spot
     anywhere: float = ANYWHERE  # alike enough wherever they are
 
     @classmethod
     def for_duplicates(cls, duplicates: DuplicateJudge | None) -> ProblemJudge:
-        """The grouping that agrees with the duplicate judge the app runs: its similarity and link threshold, or
+        """The grouping that agrees with the duplicate judge the app runs: its similarity (at CLAUSE_LINK), or
         place and category when it judges without a model."""
         if isinstance(duplicates, MeaningJudge):
-            return cls(ClauseLikeness.of(duplicates.similarity), at_one_place=duplicates.thresholds.link)
+            return cls(ClauseLikeness.of(duplicates.similarity))
         return cls()
 
     def groups(self, reports: Sequence[Report], *, across_places: bool) -> list[list[Report]]:

@@ -117,7 +117,7 @@ class TicketService:
         Open311, the console, a private chat) names its grid. A private chat's report names its `reporter_channel`
         too: with no group to be told in, its reporter hears of the ticket privately there (bot/ticket_notices.py).
 
-        The same problem (并单, issue #24) is an open ticket of this grid or a neighbouring grid of its community,
+        The same problem (并单, docs/tickets.md) is an open ticket of this grid or a neighbouring grid of its community,
         filed within `duplicate_window`, that the duplicate judge finds at the same spot saying the same thing
         (grid/duplicates.py); the report then joins it as a co-reporter. When the judge is unsure, the report is
         filed as a new ticket that records which one it may repeat. A later report more urgent than the ticket it

@@ -1,4 +1,4 @@
-"""Early warnings (预警, issue #24 item 2): many reports of one problem, or of one category, in a community at once.
+"""Early warnings (预警, docs/tickets.md): many reports of one problem, or of one category, in a community at once.
 
 A burst of reports is news a ticket-by-ticket view hides: three residents reporting the missing manhole cover (one
 ticket and two co-reporters), 停水 reported from three buildings, ten 环境卫生 reports in two days. After every filing
@@ -10,8 +10,10 @@ the watch looks at the community's recent reports:
 
 A count that reaches its threshold raises a warning: one row in `early_warnings` (open → acknowledged → closed, in
 the console), one message to the community lead (bot/warning_notices.py), one outbox event for city platforms
-(`early_warning`; red ones name the street, which has no person of its own in GridBot's map: it is told through
-the platform). Thresholds and windows come from grid/data/warnings.yml and the site's override file (`load_rules`).
+(`early_warning`; red ones name the street). A red warning also goes to the street's contacts (街道,
+`street_contacts`, grid/geography.py) on their own channels, as the lead is told; a street with none configured is
+told through the platform only. Thresholds and windows come from grid/data/warnings.yml and the site's override
+file (`load_rules`).
 
 **Never two warnings for one cluster.** A cluster is the same as a warning's when it shares a ticket with it and the
 warning was last seen within the rule's window; it then grows that warning instead of raising another. A growing
@@ -41,7 +43,7 @@ from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.orm.exc import StaleDataError
 
-from grid.geography import Grid, Region, community_lead
+from grid.geography import Grid, Region, community_lead, street_contacts
 from grid.locks import lock_community
 from grid.outbox import OutboxMessage
 from grid.places import normalise_place
@@ -227,7 +229,7 @@ class EarlyWarning(Base):
     ticket_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     summary: Mapped[str] = mapped_column(Text)
     places: Mapped[list[str]] = mapped_column(JSON, default=list)
-    told: Mapped[list[str]] = mapped_column(JSON, default=list)  # worker ids sent the last warning message
+    told: Mapped[list[str]] = mapped_column(JSON, default=list)  # ids sent the last message (lead, street contacts)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     warned_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # the last message
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)  # the last filing that grew it
@@ -280,6 +282,7 @@ class RaisedWarning:
     tickets: tuple[WarnedTicket, ...]
     lead: Recipient | None
     street: tuple[str, str] | None  # (code, name) of the street told through the platform (red warnings)
+    street_contacts: tuple[Recipient, ...] = ()  # the street's people, told privately (red warnings)
 
 
 # --- the watch ---------------------------------------------------------------------------------------------------
@@ -379,7 +382,9 @@ class WarningWatch:
             )
             session.add(warning)
         lead = _lead(session, cluster.community)
-        warning.told = [lead.worker_id] if lead else []
+        street = street_of(session, cluster.community) if warning.colour == "red" else None
+        street_people = tuple(Recipient(p.id, p.name) for p in street_contacts(session, street[0])) if street else ()
+        warning.told = ([lead.worker_id] if lead else []) + [p.worker_id for p in street_people]
         session.flush()
         if lead is None:
             log.warning("early warning %s in %s has no community lead to tell", warning.id, cluster.community)
@@ -399,7 +404,8 @@ class WarningWatch:
             places=tuple(places),
             tickets=_warned_tickets(cluster.reports, tickets),
             lead=lead,
-            street=street_of(session, cluster.community) if warning.colour == "red" else None,
+            street=street,
+            street_contacts=street_people,
         )
         newest = max(cluster.reports, key=lambda r: (r.at, r.key))
         session.add(OutboxMessage(ticket_id=newest.ticket_id, topic=OUTBOX_TOPIC, payload=outbox_payload(raised, now)))
@@ -515,6 +521,7 @@ def outbox_payload(raised: RaisedWarning, now: datetime) -> dict[str, Any]:
             "tickets": [t.number for t in raised.tickets],
             "lead": raised.lead.worker_id if raised.lead else None,
             "street": raised.street[0] if raised.street else None,
+            "street_contacts": [p.worker_id for p in raised.street_contacts],
         },
     }
 

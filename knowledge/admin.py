@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from grid.geography import Region
+from knowledge.entries import EntryIn, RowError, entry_document, entry_snapshot
 from knowledge.formats import Format, parse_entries, write_entries
 from knowledge.history import Change, KnowledgeEntryRevision
-from knowledge.loader import EntryIn, RowError, entry_document, entry_snapshot
 from knowledge.models import KnowledgeEntry
 from storage.base import utcnow
 
@@ -298,3 +299,18 @@ class KnowledgeAdmin:
 
 def _differs(entry: KnowledgeEntry, data: EntryIn) -> bool:
     return any(getattr(entry, key) != value for key, value in data.columns().items())
+
+
+def read_yaml(path: Path) -> list[EntryIn]:
+    """The entries of a YAML file (demo data, older callers); raises `ImportRejected` listing every bad entry."""
+    parsed, errors = parse_entries(path.read_bytes(), Format.YAML)
+    if errors:
+        raise ImportRejected(errors, source=str(path))
+    return [entry for _, entry in parsed]
+
+
+def upsert_entries(session: Session, entries: list[EntryIn], updated_by: str) -> tuple[int, int]:
+    """Insert new entries and update changed ones, with history; returns (created, updated). No region checks:
+    callers that take files from admins use `KnowledgeAdmin.import_entries`, which validates everything first."""
+    report = KnowledgeAdmin(session).apply(entries, updated_by)
+    return len(report.created), len(report.updated)

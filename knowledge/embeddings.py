@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,21 +27,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from knowledge.e5_exports import MODEL_CARD, MODEL_NAME, fp32_dir, offline_e5_dir, onnx_e5_dir, up_to_date
+
 log = logging.getLogger(__name__)
 
-OFFLINE_E5_DIRNAME = "multilingual-e5-small-st"
-# Written into the folder by scripts/build_offline_e5.py; names the model in caches and calibrations.
-MODEL_CARD = "gridbot-model.json"
 # Appended to the model's name when `auto` runs its int8 export: other vectors, so other caches and thresholds.
 INT8_SUFFIX = " int8"
 # e5 models were trained with these prefixes; symmetric question-to-question matching uses "query: " on both
 # sides. BGE's Chinese models need no prefix for question-to-question similarity.
 _KNOWN_PREFIXES = {"e5": "query: "}
-
-
-def offline_e5_dir() -> Path:
-    cache = Path(os.environ.get("GRIDBOT_CACHE", Path.home() / ".cache" / "gridbot"))
-    return cache / "models" / OFFLINE_E5_DIRNAME
 
 
 class SentenceModel(Protocol):
@@ -143,8 +136,6 @@ class _Int8Model:
 def _auto_model_name() -> str:
     """The offline model's name: its sentence-transformers folder's card when that folder is there (the tools built
     it), else the build the exports are made from."""
-    from knowledge.e5_exports import MODEL_NAME
-
     return _model_name(str(offline_e5_dir())) if (offline_e5_dir() / MODEL_CARD).is_file() else MODEL_NAME
 
 
@@ -153,7 +144,6 @@ def _load_int8(name: str) -> tuple[SentenceModel, int, str] | None:
 
     One thread: a lone sentence gains nothing from more, and onnxruntime's idle threads spin (2.5× the CPU here).
     """
-    from knowledge.e5_exports import onnx_e5_dir, up_to_date
     from rasa_components.e5_encoder import E5Encoder
 
     folder = onnx_e5_dir()
@@ -171,7 +161,6 @@ def _load_int8(name: str) -> tuple[SentenceModel, int, str] | None:
 
 def _load_onnx(name: str) -> tuple[SentenceModel, int, str] | None:
     """The offline model's fp32 ONNX export when `make setup` built it for this very model, else None."""
-    from knowledge.e5_exports import fp32_dir
     from knowledge.onnx_sentence_model import OnnxSentenceModel
 
     folder = fp32_dir()

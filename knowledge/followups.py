@@ -17,7 +17,11 @@ names 低保), when a sentence of the entry answers the aspect it asks (材料, 
 entry first — or it asks whether to bring something the entry's list names (那要带身份证吗). It is answered with those
 sentences, naming the entry and its source. When the entry does not say, nothing is answered from it or from another
 entry unless the question stands alone (a person is asked, by the caller); a question naming a subject of its own is
-read alone, exactly as without context. Unaddressed, a follow-up is answered only when the rewritten question clears
+read alone, exactly as without context. A subject of its own is also a thing the knowledge base has no entry about
+(`subject_nouns`: 驾照, 头盔, 旅游 after an answer on 失业登记, 电动车上牌, 优待卡) that the entry never mentions: such a
+question is never answered from the entry just answered, and alone only by an entry that names the thing — else a
+person. A follow-up with no subject of its own (能提前还吗) is answered from the entry or by a person, never from
+whatever entry its few words happen to match. Unaddressed, a follow-up is answered only when the rewritten question clears
 the answer bar. bench/kb_search.py measures both readings on bench/data/kb_followups.yml (never used to adjust these
 rules; bench/data/kb_followups_dev.yml is what they were built on).
 """
@@ -31,6 +35,7 @@ from functools import cache
 from typing import Literal
 
 import jieba
+import jieba.posseg
 import opencc
 from sqlalchemy.orm import Session
 
@@ -109,8 +114,8 @@ _ASPECT_WORDS = frozenset(
 )
 _PEOPLE = frozenset(
     """老人 老年人 老伴 老头 老头子 老太 老太太 老爷子 老两口 爸 妈 爸爸 妈妈 我妈 我爸 老爸 老妈 父母 爹 娘 爷爷 奶奶 外公
-    外婆 姥姥 姥爷 孩子 娃 小孩 儿子 女儿 闺女 家人 家里人 家属 家里 家庭 自己 别人 亲戚 媳妇 老婆 老公 丈夫 妻子 邻居
-    朋友 我家 他家 本人 个人 一家 全家 亲属 子女 大家 我们家""".split()
+    外婆 姥姥 姥爷 孩子 娃 娃娃 小孩 小孩子 宝宝 宝贝 婴儿 儿子 女儿 闺女 家人 家里人 家属 家里 家庭 自己 别人 亲戚
+    媳妇 老婆 老公 丈夫 妻子 邻居 朋友 我家 他家 本人 个人 一家 全家 亲属 子女 大家 我们家""".split()
 )
 # Characters that frame a word without naming anything (那要, 了能, 咋办 keep nothing once they are trimmed).
 _FRAME_CHARS = "那这还也就都再又要能会可想得了不没吗呢吧啊呀的么嘛哦啥咋给让把被去来到在对跟和与多几谁哪怎咱俺我你他她它们个些有"
@@ -172,6 +177,36 @@ def own_words(text: str) -> list[str]:
             continue
         found.append(core)
     return list(dict.fromkeys(found))
+
+
+# jieba's part-of-speech flags of a thing a question can be about (手机, 驾照, 燃气灶, 旅游): nouns, names and verbal
+# nouns; not verbs, adverbs or adjectives (提前, 大概, 便宜), which ask about whatever the context is.
+_SUBJECT_FLAGS = ("n", "vn")
+_COST_CHARS = "费钱"
+
+
+def subject_nouns(text: str) -> list[str]:
+    """The things `text` is about in its own words, whether or not the knowledge base covers them (燃气灶, 狗, 驾照
+    are no entry's subject, but a question naming them is not about the entry just answered): its nouns, without
+    people (孩子, 我妈), aspects (材料, 电话) and frames."""
+    stop = _stopwords()
+    found: list[str] = []
+    for pair in jieba.posseg.lcut(_plain(text)):
+        token, flag = pair.word, pair.flag
+        if not flag.startswith(_SUBJECT_FLAGS) or not _WORD.fullmatch(token) or token in stop:
+            continue
+        core = token.strip(_FRAME_CHARS)
+        if len(core) < 2 or _NUMBERISH.fullmatch(core) or core in _ASPECT_WORDS or core in _PEOPLE:
+            continue
+        if core[-1] in _COST_CHARS:
+            continue  # 学费, 工本费, 领钱: what something costs or pays is an aspect of whatever is in context
+        found.append(core)
+    return list(dict.fromkeys(found))
+
+
+def _mentions(text: str, word: str) -> bool:
+    """Whether `text` names `word`, or, for a longer word, its head (租房子 → 租房, 暖气片 → 暖气)."""
+    return word in text or (len(word) >= 3 and any(word[i : i + 2] in text for i in range(len(word) - 1)))
 
 
 _vocabularies: dict[int, tuple[object, frozenset[str]]] = {}
@@ -378,6 +413,13 @@ def _follow_up(
         return standalone  # names a matter the entry never mentions (那低保呢): a question of its own
     if any(thing not in whole for thing in things):
         return None  # 要带结婚证吗 of an entry that never names it: it does not say, a person should
+    foreign = [n for n in subject_nouns(question) if not _mentions(whole, n) and not any(n in thing for thing in things)]
+    if foreign:
+        # A subject of its own that the entry never mentions, though no entry is about it (燃气灶, 驾照, 旅游 after
+        # an answer on 燃气开户, 失业登记, 优待卡): a question of its own, never answered from the entry just
+        # answered; answered alone only by an entry that names what it asks about (else a person).
+        about = alone is not None and any(_mentions(_entry_text(alone.entry)[1], n) for n in foreign)
+        return standalone if about else None
     passage = relevant_passage(entry.answer, question, entry.title)
     if alone is not None and alone.entry.id == entry.id:
         return Reading("followup", alone, excerpt=passage)
@@ -393,12 +435,10 @@ def _follow_up(
     if alone is not None and mentioned and not detail:
         return standalone
     if passage is None:
-        # The entry does not say. A question whose own words, absent here, are what another entry is asked with
-        # (残疾证过期了怎么换) is a question of its own; one without (要钱吗, 能提前还吗) is for a person, not for
-        # whatever entry its few words happen to match.
-        unknown = [word for word in own_words(question) if word not in whole]
-        own = alone is not None and any(word in _entry_text(alone.entry)[0] for word in unknown)
-        return standalone if own else None
+        # The entry does not say. A question naming a matter of its own is read alone (above); one without (要钱吗,
+        # 能提前还吗: a verb or an adverb is no subject) is for a person, not for whatever entry its few words happen
+        # to match (提前 matched a water outage notice).
+        return None
     policy, candidates = kb.ranked(session, f"{subject_of(entry.title)} {question}", regions, today, top_k=3)
     first = bool(candidates) and candidates[0].entry_id == entry.id
     if not first and not detail:
@@ -423,6 +463,10 @@ def _about_notice(
     words = [w for w in matter_words(question, subject_vocabulary(session, kb)) if not any(w in thing for thing in things)]
     if any(word not in text for word in words):
         return standalone
+    foreign = [n for n in subject_nouns(question) if not _mentions(text, n) and not any(n in thing for thing in things)]
+    if foreign:  # a thing of its own the notice never mentions: read alone, answered only by an entry about it
+        alone = standalone.answer.entry if standalone is not None and standalone.answer is not None else None
+        return standalone if alone is not None and any(_mentions(_entry_text(alone)[1], n) for n in foreign) else None
     passage = relevant_passage(notice.body, question, notice.title)
     asks_detail = bool({"materials", "who"} & set(asked_aspects(question)))
     if passage is None or (asks_detail and any(word not in text for word in own_words(question))):

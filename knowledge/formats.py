@@ -23,7 +23,7 @@ import yaml
 from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Font
 
-from knowledge.loader import SEPARATOR, EntryIn, RowError, validate_entry
+from knowledge.entries import SEPARATOR, EntryIn, RowError, validate_entry
 
 COLUMNS = (
     "external_id",

@@ -2,7 +2,7 @@
 
 sentence-transformers ran the model on torch: ~29 ms of CPU for one unseen question on one thread here, more
 than the rest of the app's turn, and torch's ~700 MB in every app process. The same network exported to ONNX at
-set-up time (`knowledge/offline_e5_onnx.py`: encoder, mean pooling over the attention mask and L2 norm in one
+set-up time (`tools/offline_e5_onnx.py`: encoder, mean pooling over the attention mask and L2 norm in one
 graph) gives the same vectors to float rounding (tests/test_knowledge_onnx.py) in about a third of the time,
 and the tokenizer is the model's own tokenizer.json, so the ids are the very ones sentence-transformers used.
 Measured here on one thread: ~12 ms of CPU for a question against ~30 ms on torch. Memory is about the same

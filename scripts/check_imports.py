@@ -1,9 +1,9 @@
 """Fail when a product module imports a third-party package that is not declared for the virtualenv it runs in.
 
 The app's modules (bot/, grid/, knowledge/, actions/, storage/, migrations/, and the rasa_components/ modules the
-app imports or set-up runs with the app's Python) run in .venv, from requirements.txt. rasa_channels/ and
+app imports or set-up runs with the app's Python) run in .venv, from requirements.txt. rasa_ext/ and
 rasa_components/ run inside the Rasa server, from .venv-rasa's lock files (both: the Python 3.10 and 3.11 ones). The
-set-up tools (knowledge.offline_e5, knowledge.offline_e5_onnx and what they import) run in .venv-tools, from
+set-up tools (tools/: tools.offline_e5, tools.offline_e5_onnx and what they import) run in .venv-tools, from
 requirements-tools.txt: torch and the exporters are not the app's, and an app module importing a tool is caught. A
 package that only arrives as another one's dependency works until that one drops it or a lock is regenerated, so
 each direct import must be named where its virtualenv is declared. Import names are mapped to distributions through
@@ -24,13 +24,15 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRST_PARTY = frozenset({"bot", "grid", "knowledge", "actions", "storage", "migrations", "rasa_components", "rasa_channels"})
+FIRST_PARTY = frozenset(
+    {"bot", "grid", "knowledge", "actions", "storage", "migrations", "rasa_components", "rasa_ext", "tools"}
+)
 APP_PACKAGES = ("bot", "grid", "knowledge", "actions", "storage", "migrations")
-RASA_PACKAGES = ("rasa_channels", "rasa_components")
+RASA_PACKAGES = ("rasa_ext", "rasa_components")
 # Modules of the Rasa packages that scripts/setup.sh runs with the app's Python (`python -m …`).
 APP_ENTRY_POINTS = ("rasa_components.gate_negatives",)
-# What scripts/setup.sh runs with the tools' Python: they build and export the embedding model.
-TOOLS_ENTRY_POINTS = ("knowledge.offline_e5", "knowledge.offline_e5_onnx")
+# What scripts/setup.sh runs with the tools' Python (every module of tools/): they build and export the embedding model.
+TOOLS_PACKAGES = ("tools",)
 # Imports of app modules that run only where the tools are installed, declared in the tools' requirements: a
 # KB_EMBEDDING_MODEL other than the offline model's exports loads with sentence-transformers (in the app's virtualenv
 # it answers lexical-only and says what to install; knowledge/embeddings.py).
@@ -196,8 +198,8 @@ def check_venv(
 
 def check(root: Path = ROOT) -> list[Undeclared]:
     modules = module_files(root)
-    tools = [m for m in TOOLS_ENTRY_POINTS if m in modules]
-    app_starts = [m for m in modules if m.split(".")[0] in APP_PACKAGES and m not in tools] + list(APP_ENTRY_POINTS)
+    tools = [m for m in modules if m.split(".")[0] in TOOLS_PACKAGES]
+    app_starts = [m for m in modules if m.split(".")[0] in APP_PACKAGES] + list(APP_ENTRY_POINTS)
     app_modules = closure(app_starts, modules)
     rasa_modules = closure([m for m in modules if m.split(".")[0] in RASA_PACKAGES], modules)
     return (

@@ -68,7 +68,7 @@ if PY_RASA=$(find_python 10); then
   rasa_lock=requirements-rasa-py310.lock
 else
   PY_RASA=$PY_APP; rasa_lock=requirements-rasa-py311.lock
-  echo "note: no Python 3.10 found; installing Rasa on 3.11 from $rasa_lock (see README)"
+  echo "note: no Python 3.10 found; installing Rasa on 3.11 from $rasa_lock (see docs/setup.md)"
 fi
 rasa_venv="$CACHE/venvs/rasa-$(hash_of "$rasa_lock")-$("$PY_RASA" -c 'import sys; print("%d%d" % sys.version_info[:2])')"
 rasa_job=
@@ -114,8 +114,8 @@ build_tools_venv() {
 make_exports() {
   local started=$SECONDS
   [ -f "$tools_venv/.complete" ] || build_tools_venv
-  "$tools_venv/bin/python" -m knowledge.offline_e5
-  "$tools_venv/bin/python" -m knowledge.offline_e5_onnx "${fp32[@]}"
+  "$tools_venv/bin/python" -m tools.offline_e5
+  "$tools_venv/bin/python" -m tools.offline_e5_onnx "${fp32[@]}"
   took "e5 model and ONNX exports" $((SECONDS - started))
 }
 lock_names() { grep -oE '^[A-Za-z0-9._-]+==' "$1" | sed 's/==$//' | tr 'A-Z_.' 'a-z--' | sort -u; }

@@ -19,9 +19,40 @@ from grid.geography import Grid, Region, Worker
 from storage.engine import make_engine, make_session_factory, unit_of_work
 from tests.areas import Area
 from tests.servers import Chat, app_server, free_port, fresh_postgres
+from tests.support.tiers import mark_tiers, unit_guard
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test gets its tier marker — unit, integration or e2e — from what it uses (tests/support/tiers.py)."""
+    mark_tiers(items)
+
+
+_running = {"test": ""}
+
+
+def pytest_runtest_logstart(nodeid: str) -> None:
+    _running["test"] = nodeid
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Iterator[None]:
+    """A run of the unit tier alone (`make test-fast`) refuses subprocesses and the test Redis and PostgreSQL; a
+    refusal the code under test swallowed still fails the run, naming the test."""
+    if (session.config.option.markexpr or "").strip() != "unit":
+        yield
+        return
+    with unit_guard(REDIS_URL, POSTGRES_URL, lambda: _running["test"]) as attempts:
+        yield
+    if attempts:
+        session.testsfailed += 1
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", "unit tests that reached for a service (tests/support/tiers.py)", red=True)
+            for attempt in attempts:
+                reporter.write_line(attempt)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -119,7 +150,7 @@ def resident() -> tuple[str, str]:
     return f"resident-{uuid.uuid4().hex[:8]}", "居民小王"
 
 
-# --- accounts (issue #8): the API needs a logged-in account; these make bearer headers on the shared database ---
+# --- accounts (docs/security.md): the API needs a logged-in account; these make bearer headers on the shared database ---
 
 
 @pytest.fixture(scope="session")

@@ -133,7 +133,9 @@ class FakeRasa:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        # A short poll: `close` (shutdown) waits for the loop to look, which at the default 0.5 s was most of a
+        # router test's time.
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def close(self) -> None:
         self.open_turns.set()  # a hanging turn's thread ends (its client may be gone)

@@ -11,7 +11,7 @@ SCRIPT = """
 import json, time
 from jsonschema import ValidationError
 from rasa.core.actions.action import RemoteAction
-from rasa_channels.prepared_rest import PreparedRestInput
+from rasa_ext.channels.prepared_rest import PreparedRestInput
 
 action = RemoteAction("action_x", None)
 results = [

@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.embedded import app_server, free_port
 from bot.group_settings import GroupPolicies
 from bot.settings import Settings
+from bot.texts import action_name
 from grid.clock import LOCAL_TZ
+from grid.labels import labels
 from grid.service import TicketService
 from grid.stats import iso_week
 from storage.engine import unit_of_work
@@ -68,6 +70,9 @@ def test_meta_lists_what_the_forms_offer(clients: dict[str, httpx.Client]) -> No
     assert response.status_code == 200, response.text
     meta = response.json()
     assert meta["statuses"]["resolved"] == "已办结待评价"
+    # the chat's names (grid/data/ticket_labels.yml), not a table of the page's own
+    assert meta["actions"] == dict(labels().actions) and meta["actions"]["reject"] == action_name("reject") == "审核退回"
+    assert meta["actions"]["co_report"] == "其他居民反映" and meta["roles"]["lead"] == "社区负责人"
     assert "worker" in meta["transitions"]["resolve"]["roles"] and "dispatched" in meta["transitions"]["resolve"]["sources"]
     assert {g["code"] for g in meta["grids"]} >= {"grid-1", "grid-2"}
     assert any(w["id"] == "worker-1" for w in meta["workers"])

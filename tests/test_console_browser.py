@@ -421,3 +421,80 @@ def test_worker_resolves_a_ticket_filed_in_the_web_chat(chromium: object, app_ur
     assert found, filed
     number = found.group(0)
     resolve_in_browser(chromium, app_url, number, "ticket-resolved-chat-phone", Settings().media_dir)
+
+
+# --- the web chat page: pictures ------------------------------------------------------------------------------------
+
+NOISY_PNG_JS = """([width, height]) => {
+  const canvas = document.createElement("canvas");
+  canvas.width = width; canvas.height = height;
+  const context = canvas.getContext("2d");
+  const pixels = context.createImageData(width, height);
+  for (let i = 0; i < pixels.data.length; i += 4) {  // a gradient with grain: a photo's size, not a drawing's
+    const x = (i / 4) % width, y = Math.floor(i / 4 / width), grain = Math.random() * 40;
+    pixels.data[i] = (x * 255) / width - grain; pixels.data[i + 1] = (y * 255) / height - grain;
+    pixels.data[i + 2] = 160 + grain; pixels.data[i + 3] = 255;
+  }
+  context.putImageData(pixels, 0, 0);
+  return canvas.toDataURL("image/png").split(",")[1];
+}"""
+
+
+def drawn_png(browser: object, width: int, height: int) -> bytes:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    try:
+        return base64.b64decode(page.evaluate(NOISY_PNG_JS, [width, height]))
+    finally:
+        page.close()
+
+
+def open_chat(browser: object, base: str, size: str = "desktop") -> Page:
+    """The /chat page as a resident of the first group, with a fresh identity (so the pictures are this test's)."""
+    page = new_page(browser, size)
+    page.goto(f"{base}/chat")
+    expect(page.locator("#chat-title")).not_to_have_text("请选择会话")
+    page.fill("#res-id", f"resident-{uuid.uuid4().hex[:8]}")
+    page.locator("#mention").uncheck()
+    return page
+
+
+def test_a_resident_sends_pictures_from_the_chat_page(chromium: object, console_url: str) -> None:
+    """A small picture goes as it is; a photo too big for the API's body is sent shrunk as a JPEG; both show in the
+    conversation as pictures (from the transcript the page polls, so they reached the server and its media store)."""
+    page = open_chat(chromium, console_url)
+    small = drawn_png(chromium, 120, 90)
+    page.set_input_files("#file", files=[{"name": "lamp.png", "mimeType": "image/png", "buffer": small}])
+    mine = page.locator("#messages .msg.in:not(.other) img")
+    expect(mine).to_have_count(1)
+    page.wait_for_function("img => img.complete && img.naturalWidth === 120", arg=mine.first.element_handle())
+    assert mine.first.get_attribute("src").endswith(".png")  # type: ignore[union-attr]
+    big = drawn_png(chromium, 1400, 1000)
+    assert len(base64.b64encode(big)) > Settings().max_request_body_bytes  # refused by the API as it is
+    page.set_input_files("#file", files=[{"name": "photo.png", "mimeType": "image/png", "buffer": big}])
+    expect(mine).to_have_count(2)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=mine.nth(1).element_handle())
+    assert mine.nth(1).get_attribute("src").endswith(".jpg")  # type: ignore[union-attr]
+    expect(page.locator("#error")).to_be_hidden()
+    assert not page.errors, page.errors  # type: ignore[attr-defined]
+    screenshot(page, "chat-pictures-desktop")
+    page.context.close()
+
+
+def test_the_chat_page_says_why_a_file_is_not_sent(chromium: object, console_url: str) -> None:
+    page = open_chat(chromium, console_url, "phone")
+    error = page.locator("#error")
+    page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": "不是图片".encode()}])
+    expect(error).to_contain_text("只能发送 JPG、PNG、GIF 或 WebP 格式的图片")
+    huge = b"\x89PNG\r\n\x1a\n" + bytes(Settings().media_max_bytes)  # beyond the media store's limit
+    page.set_input_files("#file", files=[{"name": "huge.png", "mimeType": "image/png", "buffer": huge}])
+    expect(error).to_contain_text("图片太大")
+    broken = b"\x89PNG\r\n\x1a\n" + bytes(200_000)  # a PNG's name and header, no picture: too big to send as is
+    page.set_input_files("#file", files=[{"name": "broken.png", "mimeType": "image/png", "buffer": broken}])
+    expect(error).to_contain_text("不是能打开的图片")
+    fake = "一段文字，名字叫 .png".encode()  # small enough to send as is: the server looks inside and refuses it
+    page.set_input_files("#file", files=[{"name": "fake.png", "mimeType": "image/png", "buffer": fake}])
+    expect(error).to_contain_text("服务器拒收这张图片")
+    expect(page.locator("#messages .msg.in:not(.other)")).to_have_count(0)  # nothing of this resident's was sent
+    expect(page.locator("#send")).to_be_enabled()  # ready for the next message
+    screenshot(page, "chat-picture-refused-phone")
+    page.context.close()

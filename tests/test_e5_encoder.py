@@ -17,8 +17,7 @@ from bot import rasa_process
 from bot.nlu_eval import examples
 from bot.rasa_process import RASA_BIN, rasa_env
 from bot.settings import PROJECT_ROOT
-from knowledge.e5_exports import onnx_e5_dir
-from knowledge.embeddings import offline_e5_dir
+from knowledge.e5_exports import offline_e5_dir, onnx_e5_dir
 from rasa_components.e5_encoder import ENCODER_CARD, ENCODER_DIR_ENV, FILES, E5Encoder, card_digest, read_card
 from tests.tools_venv import reference_vectors
 

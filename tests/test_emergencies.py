@@ -1,4 +1,4 @@
-"""Life-safety emergencies recognised by meaning (issue #23 item 3), on both databases.
+"""Life-safety emergencies recognised by meaning (grid/emergencies.py), on both databases.
 
 The recogniser is the real one (the offline e5 model `make setup` builds, trained on grid/data/emergencies.yml);
 the phrasings here are neither its exemplars nor benchmark lines. A report is filed through the ticket service
@@ -405,3 +405,78 @@ def test_a_trapped_lift_in_the_group_chat_is_red_both_are_told_and_the_number_gi
     with session_factory() as session:
         [ticket] = session.scalars(select(Ticket).where(Ticket.reporter_id == sender))
         assert ticket.colour == "red" and ticket.deadline_at - ticket.created_at == timedelta(hours=1)
+
+
+# --- unasked in the group chat: the recogniser, NLU and the gate together ------------------------------------------
+
+
+@pytest.fixture
+def quiet_group(session_factory: sessionmaker[Session]) -> Iterator[str]:
+    """demo-grid-2 inside quiet hours (an hour either side of now), removed afterwards."""
+    from bot.group_settings import GroupBotSettings
+    from bot.router import LOCAL_TZ
+
+    now = datetime.now(LOCAL_TZ)
+    with unit_of_work(session_factory) as session:
+        row = session.get(GroupBotSettings, "demo-grid-2") or GroupBotSettings(group_id="demo-grid-2")
+        row.quiet_start, row.quiet_end = (now - timedelta(hours=1)).time(), (now + timedelta(hours=1)).time()
+        session.add(row)
+    yield "demo-grid-2"
+    with unit_of_work(session_factory) as session:
+        if (row := session.get(GroupBotSettings, "demo-grid-2")) is not None:
+            session.delete(row)
+
+
+def _unasked_emergency(chat: Chat, factory: sessionmaker[Session], group: str, text: str) -> None:
+    """An unaddressed emergency gets the number to call, then the red ticket, or "where?" and, answered, the red
+    ticket (whether NLU takes the building for the place decides which)."""
+    sender = f"resident-{uuid.uuid4().hex[:8]}"
+    replies = chat.say(text, group=group, sender=sender, name="居民小周")
+    room = [r["text"] for r in replies if r["target_type"] == "room"]
+    assert any("96333" in said for said in room), replies
+    if not any("紧急工单" in said for said in room):
+        assert any("哪个位置" in said for said in room), room  # the number came first, then "where?"
+        replies = chat.say("8号楼2单元", group=group, sender=sender, name="居民小周")  # unasked too: the awaited answer
+        room = [r["text"] for r in replies if r["target_type"] == "room"]
+        assert any("紧急工单" in said and "96333" in said for said in room), room
+    with factory() as session:
+        tickets = list(session.scalars(select(Ticket).where(Ticket.reporter_id == sender)))
+        joined = not tickets  # a red ticket of an earlier test at the same place: joined as a co-reporter
+        assert joined or [t.colour for t in tickets] == ["red"]
+
+
+@pytest.mark.rasa
+def test_an_unasked_emergency_is_answered_with_the_number(
+    recogniser: Recogniser, chat: Chat, session_factory: sessionmaker[Session]
+) -> None:
+    """(`recogniser` first: it caches the model the app then loads instead of training it while starting.)"""
+    _unasked_emergency(chat, session_factory, "demo-grid-1", "8号楼电梯困人了快来人")
+
+
+@pytest.mark.rasa
+def test_quiet_hours_do_not_silence_an_emergency(
+    recogniser: Recogniser, chat: Chat, session_factory: sessionmaker[Session], quiet_group: str
+) -> None:
+    _unasked_emergency(chat, session_factory, quiet_group, "8号楼电梯困人了快来人")
+    # … while an ordinary request still waits for the morning (or an @), and chatter gets silence
+    sender = f"resident-{uuid.uuid4().hex[:8]}"
+    assert chat.say("低保怎么申请啊 需要什么材料", group=quiet_group, sender=sender, name="居民小周") == []
+    assert chat.say("今天空气很甜", group=quiet_group, sender=sender, name="居民小周") == []
+
+
+@pytest.mark.rasa
+@pytest.mark.parametrize("text", ["今天空气很甜", "刚看了个视频 有人被困电梯里三小时 吓人"])
+def test_unasked_chatter_gets_silence_even_when_the_recogniser_hears_an_emergency(
+    recogniser: Recogniser, chat: Chat, session_factory: sessionmaker[Session], text: str
+) -> None:
+    """The recogniser alone never makes the bot speak: the second line is one it takes for 电梯困人 (a video), and
+    NLU and the gate do not take it for a report."""
+    sender = f"resident-{uuid.uuid4().hex[:8]}"
+    assert chat.say(text, group="demo-grid-1", sender=sender, name="居民小周") == []
+    with session_factory() as session:
+        assert session.scalar(select(Ticket).where(Ticket.reporter_id == sender)) is None
+
+
+def test_the_chatter_above_is_one_the_recogniser_hears(recogniser: Recogniser) -> None:
+    """Keeps the test above meaningful: if the recogniser stops hearing it, pick another such line."""
+    assert recogniser.recognise("刚看了个视频 有人被困电梯里三小时 吓人") is not None

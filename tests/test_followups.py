@@ -239,3 +239,16 @@ def test_the_router_sends_the_quote_in_the_turns_metadata(session_factory: sessi
     assert first["message"] == "这个要带医保卡吗"
     assert first["metadata"]["quoted"] == "网格助手：【惠民信息】社区义诊 本周六上午…请带医保卡…"  # type: ignore[index]
     assert second["metadata"]["quoted"] == ""  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [("失业登记怎么办", "考驾照大概多少钱"), ("电动车怎么上牌", "头盔去哪买便宜"), ("公积金贷款怎么申请", "能提前还吗")],
+)
+def test_a_follow_up_is_never_answered_from_an_unrelated_entry(webhook: httpx.Client, first: str, then: str) -> None:
+    """#22: a question with a thing of its own that no entry is about (驾照, 头盔) is not forced onto the entry just
+    answered, and one with no subject of its own (能提前还吗) is not answered from whatever entry its few words match
+    (提前 matched a water-outage notice): a person, or the entries offered."""
+    sender = resident()
+    assert any("来源：" in text for text in ask(webhook, sender, first))
+    assert not_answered(ask(webhook, sender, then))

@@ -1,4 +1,4 @@
-"""Identity is proven, not claimed (issue #21): the web chat is off unless asked for and never acts as a worker of
+"""Identity is proven, not claimed (docs/security.md): the web chat is off unless asked for and never acts as a worker of
 another channel, Rasa's action endpoint answers only Rasa, and Rasa's own API answers only the app."""
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def test_each_app_in_a_process_acts_on_its_own_services(
 ) -> None:
     """The action services were a module global that every app started in the process replaced: after another app
     started (tests serve several from threads), Rasa's calls to the first ran on the other's database and duplicate
-    rule — a resident's repeat report became a new ticket in the full test run (issue #24)."""
+    rule — a resident's repeat report became a new ticket in the full test run."""
     number = _ticket_held_by(session_factory, wechat_worker)
     other_database = f"sqlite:///{tmp_path / 'other.db'}"
     load_demo(other_database, updated_by="test")

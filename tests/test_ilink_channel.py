@@ -30,7 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.channel_cli import group_add
-from bot.channels.base import Channel, HealthStatus
+from bot.channels.base import HealthStatus
 from bot.channels.ilink import IlinkChannel, IlinkConfig, store
 from bot.channels.ilink.store import IlinkBinding, IlinkContact
 from bot.channels.outbound import OutboundMessage, OutboundStatus
@@ -43,24 +43,21 @@ from bot.texts import text as t
 from grid.geography import Grid, Worker
 from grid.tickets import Ticket
 from storage.base import utcnow
-from storage.engine import make_engine, make_session_factory, unit_of_work
+from storage.engine import unit_of_work
 from tests.accounts import role_headers
 from tests.conftest import REDIS_URL
 from tests.ilink_peer import IlinkPeer, Person, ilink_peer
-from tests.notice_world import notice_database
 from tests.servers import action_call, free_port
-from tests.wechaty_peer import ChannelHost
+from tests.support.channel_hosts import AppHost, app_host, own_database
 
 LOGINS = "/api/v1/channels/ilink/logins"
 TICKET_NUMBER = re.compile(r"GD\d{8}-\d{4}")
 
 
-class IlinkHost(ChannelHost):
+class IlinkHost(AppHost):
     """The app with the iLink channel, served from a thread whose event loop the test can reach."""
 
-    @property
-    def channel(self) -> Channel:
-        return self.services.channels.get("ilink")
+    channel_name = "ilink"
 
     @property
     def ilink(self) -> IlinkChannel:
@@ -105,15 +102,7 @@ def peer() -> Iterator[IlinkPeer]:
         yield running
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def own_db(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, sessionmaker[Session]]]:
-    """The notice tests' map (grids grid-1…5) on each backend; every test binds people of its own."""
-    with notice_database(request.param, tmp_path_factory.mktemp("ilink-db")) as url:
-        engine = make_engine(url)
-        yield url, make_session_factory(engine)
-        engine.dispose()
+own_db = own_database("ilink-db")
 
 
 def ilink_settings(database_url: str, peer: IlinkPeer, folder: Path, rasa_url: str | None = None) -> Settings:
@@ -136,10 +125,7 @@ def ilink_settings(database_url: str, peer: IlinkPeer, folder: Path, rasa_url: s
     )
 
 
-@pytest.fixture
-def host(own_db: tuple[str, sessionmaker[Session]], peer: IlinkPeer, tmp_path: Path) -> Iterator[IlinkHost]:
-    with IlinkHost(ilink_settings(own_db[0], peer, tmp_path)) as app:
-        yield app
+host = app_host(IlinkHost, ilink_settings, wait_up=False)
 
 
 @pytest.fixture
@@ -173,6 +159,15 @@ def bind(host: IlinkHost, peer: IlinkPeer, headers: dict[str, str], user_id: str
     login_state(host, headers, response.json()["id"], lambda s: s["status"] == "confirmed")
     wait_until(lambda: host.polling(person.bot_id) is HealthStatus.UP, what="the new binding's poll")
     return person
+
+
+def bound_and_answered(host: IlinkHost, peer: IlinkPeer, headers: dict[str, str], first: str = "你好") -> str:
+    """A new person, bound, who wrote `first` and got the bot's answer: a contact the bot may write to."""
+    user = new_user()
+    bind(host, peer, headers, user)
+    peer.say(user, first)
+    peer.wait(lambda: peer.sent_to(user), 1)
+    return user
 
 
 def rows_to(factory: sessionmaker[Session], target: str) -> list[OutboundMessage]:
@@ -304,10 +299,7 @@ def test_the_cap_and_the_reply_window_are_kept_and_refused_replies_are_shown_in_
     peer: IlinkPeer, host: IlinkHost, own_db: tuple[str, sessionmaker[Session]], admin: dict[str, str]
 ) -> None:
     factory = own_db[1]
-    user = new_user()
-    bind(host, peer, admin, user)
-    peer.say(user, "在吗")
-    peer.wait(lambda: peer.sent_to(user), 1)  # the answer: 1 of the 10 WeChat takes per message of theirs
+    user = bound_and_answered(host, peer, admin, "在吗")  # the answer: 1 of the 10 WeChat takes per message of theirs
 
     send(host, user, *(f"第{i}条通知" for i in range(2, 12)))
     accepted = peer.sent_to(user)
@@ -358,10 +350,7 @@ def test_a_rate_limited_send_is_retried_and_a_group_is_never_a_target(
     peer: IlinkPeer, host: IlinkHost, own_db: tuple[str, sessionmaker[Session]], admin: dict[str, str]
 ) -> None:
     factory = own_db[1]
-    user = new_user()
-    bind(host, peer, admin, user)
-    peer.say(user, "你好")
-    peer.wait(lambda: peer.sent_to(user), 1)
+    user = bound_and_answered(host, peer, admin)
     peer.rate_limited = 1
     send(host, user, "稍后再发的一条")
     [sent] = peer.wait(lambda: [s for s in peer.sent_to(user) if s.text == "稍后再发的一条"])
@@ -386,10 +375,7 @@ def test_a_send_whose_answer_was_lost_is_retried_without_taking_a_second_place(
     peer: IlinkPeer, host: IlinkHost, own_db: tuple[str, sessionmaker[Session]], admin: dict[str, str]
 ) -> None:
     factory = own_db[1]
-    user = new_user()
-    bind(host, peer, admin, user)
-    peer.say(user, "你好")
-    peer.wait(lambda: peer.sent_to(user), 1)
+    user = bound_and_answered(host, peer, admin)
     peer.lost_answers = 1  # WeChat takes it, and its answer is lost on the way back
     [row] = send(host, user, "答复丢了的一条")
     assert row.status == OutboundStatus.SENT and row.attempts == 2
@@ -421,10 +407,7 @@ def test_the_console_overview_masks_people_and_refused_text_for_a_viewer(
     peer: IlinkPeer, host: IlinkHost, own_db: tuple[str, sessionmaker[Session]], admin: dict[str, str]
 ) -> None:
     factory = own_db[1]
-    user = new_user()
-    bind(host, peer, admin, user)
-    peer.say(user, "你好")  # a contact from their first message on
-    peer.wait(lambda: peer.sent_to(user), 1)
+    user = bound_and_answered(host, peer, admin)  # a contact from their first message on
     stranger = new_user()  # never wrote to the bot: what is said to them is refused and listed
     [refused] = send(host, stranger, "请回电13812345678，3号楼2单元301室")
     assert refused.status == OutboundStatus.FAILED
@@ -546,6 +529,27 @@ def test_a_private_report_is_filed_in_the_persons_grid_and_without_one_goes_to_a
     assert asked == t("tickets.not_a_group")
     with session_factory() as session:
         assert session.scalars(select(Ticket).where(Ticket.reporter_id == without)).all() == []
+
+
+def test_a_private_question_nobody_can_answer_goes_to_the_worker_of_the_persons_grid(
+    webhook: httpx.Client, session_factory: sessionmaker[Session]
+) -> None:
+    """A 咨询 hand-off in private chat files a ticket in the person's grid, like a report, and names who answers."""
+    sender = new_user()
+    metadata = {"channel": "ilink", "group_id": None, "grid_code": "grid-1", "sender_id": sender, "sender_name": "微信用户"}
+    question = "我家楼上邻居的狗每天早上五点叫，能不能请网格员帮忙协调一下"
+    latest = {"text": question, "intent": {"name": "ask_policy", "confidence": 0.9}, "entities": [], "metadata": metadata}
+    response = webhook.post("/webhook", json=action_call("action_answer_policy", f"ilink:private:{sender}", latest))
+    assert response.status_code == 200, response.text
+    responses = response.json()["responses"]
+    with session_factory() as session:
+        ticket = session.scalars(select(Ticket).where(Ticket.reporter_id == sender)).one()
+    filed = (ticket.grid_code, ticket.group_id, ticket.reporter_channel, ticket.assignee_id)
+    assert filed == ("grid-1", None, "ilink", "worker-1")
+    [reply] = [r["text"] for r in responses if r.get("text")]
+    assert ticket.number in reply
+    delivered = [d for r in responses if r.get("custom") for d in r["custom"].get("deliver", [])]
+    assert any(d["target_id"] == "worker-1" and ticket.number in d["text"] for d in delivered)
 
 
 # --- through the trained Rasa server ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Bad input never gets a 500 (issue #21): NaN/Infinity, lone surrogates, NUL characters and oversized bodies are
+"""Bad input never gets a 500 (docs/security.md): NaN/Infinity, lone surrogates, NUL characters and oversized bodies are
 refused with a short 4xx at the edge (bot/api/guards.py), on SQLite and PostgreSQL alike, and nothing is written.
 
 In-process (Starlette's TestClient, the app's own lifespan) where a real socket changes nothing; against the live

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.demo import DEMO_ENTRIES
 from bot.runtime import build_knowledge_base
 from bot.settings import Settings
+from knowledge.admin import read_yaml, upsert_entries
 from knowledge.answer_policy import LEXICAL_ONLY, StoredPolicy
 from knowledge.base import KnowledgeBase
 from knowledge.embeddings import load_embedder
-from knowledge.loader import read_yaml, upsert_entries
 from knowledge.models import KnowledgeEntry
 from knowledge.vector_cache import CachedVector
 from storage.engine import make_engine, make_session_factory, unit_of_work

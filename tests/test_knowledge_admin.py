@@ -589,8 +589,8 @@ def test_imported_entry_is_searchable_at_once(api: httpx.Client) -> None:
 
 def test_history_survives_in_the_database_without_the_entry(session_factory: sessionmaker[Session]) -> None:
     """The domain use cases directly: a deleted entry's revisions stay, and `date` values are kept as ISO text."""
+    from knowledge.entries import EntryIn
     from knowledge.history import KnowledgeEntryRevision
-    from knowledge.loader import EntryIn
 
     external_id = _uid("domain")
     with unit_of_work(session_factory) as session:
@@ -608,7 +608,7 @@ def test_history_survives_in_the_database_without_the_entry(session_factory: ses
 def test_two_admins_saving_the_same_version_end_with_one_edit(session_factory: sessionmaker[Session]) -> None:
     """Both read version 1 before either saves: the conditional UPDATE lets exactly one of them through."""
     from knowledge.admin import AdminError
-    from knowledge.loader import EntryIn
+    from knowledge.entries import EntryIn
 
     external_id = _uid("race")
     with unit_of_work(session_factory) as session:

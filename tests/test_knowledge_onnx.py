@@ -3,7 +3,7 @@
 `auto` runs the int8 export (vectors near sentence-transformers', a name of their own); without it the fp32
 export (the same vectors as sentence-transformers'); without either, torch where the tools are installed, and
 lexical-only in the app's virtualenv, which has no torch. All are the offline multilingual-e5-small that
-`make setup` builds (knowledge/offline_e5_onnx.py); the sentence-transformers side runs in the tools virtualenv.
+`make setup` builds (tools/offline_e5_onnx.py); the sentence-transformers side runs in the tools virtualenv.
 """
 
 from __future__ import annotations
@@ -17,8 +17,17 @@ from pathlib import Path
 import numpy as np
 
 from bot.settings import PROJECT_ROOT
-from knowledge.e5_exports import FP32_CARD, FP32_DIRNAME, MODEL_NAME, ONNX_E5_DIRNAME, fp32_dir, onnx_e5_dir
-from knowledge.embeddings import INT8_SUFFIX, OFFLINE_E5_DIRNAME, load_embedder, offline_e5_dir
+from knowledge.e5_exports import (
+    FP32_CARD,
+    FP32_DIRNAME,
+    MODEL_NAME,
+    OFFLINE_E5_DIRNAME,
+    ONNX_E5_DIRNAME,
+    fp32_dir,
+    offline_e5_dir,
+    onnx_e5_dir,
+)
+from knowledge.embeddings import INT8_SUFFIX, load_embedder
 from knowledge.onnx_sentence_model import OnnxSentenceModel
 from rasa_components.e5_encoder import E5Encoder
 from tests.tools_venv import reference_vectors, run_in_tools

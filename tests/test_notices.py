@@ -26,6 +26,7 @@ from bot.channels.webchat import WebChatChannel, WebChatMessage
 from bot.notices import jobs
 from bot.notices.render import current_notices_text, notice_text
 from bot.notices.runtime import limits_for
+from bot.settings import Settings
 from grid import notice_deliveries as deliveries
 from grid.notices import (
     DeliveryStatus,
@@ -466,10 +467,14 @@ def test_cancel_mid_way_stops_what_has_not_gone_out(sqlite_factory: sessionmaker
 
 def test_rate_limit_settings_are_checked() -> None:
     webchat = WebChatChannel.__new__(WebChatChannel)
-    assert limits_for([webchat], "")["webchat"] == WebChatChannel.capabilities.limits
-    custom = limits_for([webchat], json.dumps({"webchat": {"per_account": 600, "per_group": None}}))["webchat"]
+    assert limits_for([webchat], Settings(notice_rate_limits="").notice_rate_limits)["webchat"] == (
+        WebChatChannel.capabilities.limits
+    )
+    given = Settings(notice_rate_limits=json.dumps({"webchat": {"per_account": 600, "per_group": None}}))
+    custom = limits_for([webchat], given.notice_rate_limits)["webchat"]
     assert (custom.per_account, custom.per_group, custom.window_seconds) == (600, None, 60.0)
+    # A malformed setting stops start-up where settings load (tests/test_settings_load.py has every case).
     with pytest.raises(ValueError, match="NOTICE_RATE_LIMITS"):
-        limits_for([webchat], "{not json")
+        Settings(notice_rate_limits="{not json")
     with pytest.raises(ValueError, match="per_minute"):
-        limits_for([webchat], json.dumps({"webchat": {"per_minute": 3}}))
+        Settings(notice_rate_limits=json.dumps({"webchat": {"per_minute": 3}}))

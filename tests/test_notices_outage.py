@@ -85,7 +85,14 @@ def test_redis_down_keeps_notices_pending_and_sends_them_when_it_returns(
         created = client.post("/api/v1/notices", json=_notice("义诊（Redis 停了）"))
         assert created.status_code == 201 and created.json()["queued"] is False
         notice_id = created.json()["id"]
-        time.sleep(3)
+        # Until the sweep has planned the notice and found it cannot queue the deliveries (it says so): what it
+        # would have sent without Redis, it would have sent by then.
+        deadline = time.monotonic() + 20
+        while _detail(client, notice_id)["status"] != "sending" or "deliveries stay pending in the database" not in " ".join(
+            r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR
+        ):
+            assert time.monotonic() < deadline, "the sweep did not plan the notice and report it pending"
+            time.sleep(0.1)
         waiting = _detail(client, notice_id)
         assert waiting["status"] == "sending"  # planned in the database by the sweep…
         assert waiting["deliveries"]["pending"] == 5 and waiting["deliveries"]["sent"] == 0  # type: ignore[index]

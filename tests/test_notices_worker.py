@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.notices.cli import _queue_plan
+from bot.notices.worker import queue_name
 from bot.settings import PROJECT_ROOT, Settings
 from grid.notices import DeliveryStatus, Notice, NoticeStatus, NoticeTarget, cancel_notice, delivery_counts
 from storage.engine import unit_of_work
@@ -109,6 +110,12 @@ def _counts(factory: sessionmaker[Session], notice_id: int) -> dict[str, int]:
         return delivery_counts(session, [notice_id])[notice_id]
 
 
+def _jobs_left(namespace: str) -> int:
+    """The namespace's notice jobs queued (at any time, rate-limit deferrals included) or running in a worker."""
+    with redis.Redis.from_url(REDIS_URL) as client:
+        return int(client.zcard(queue_name(namespace))) + len(client.keys(f"arq:in-progress:{namespace}:*"))
+
+
 def _wait(predicate: Callable[[], bool], timeout: float, what: str, logs: Callable[[], str]) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -161,7 +168,7 @@ def _status(factory: sessionmaker[Session], notice_id: int) -> str:
 def test_cancel_mid_fanout_with_a_worker_process_stops_the_rest(
     world: tuple[str, sessionmaker[Session], str], workers: Callable[[int], Workers]
 ) -> None:
-    _, factory, _ = world
+    _, factory, namespace = world
     notice_id, groups = _fan_out(world, 300)
     pool = workers(30)
     pool.start()
@@ -169,7 +176,9 @@ def test_cancel_mid_fanout_with_a_worker_process_stops_the_rest(
     with unit_of_work(factory) as session:
         _, stopped = cancel_notice(session, notice_id, "街道办")
     sent_at_cancel = _counts(factory, notice_id)["sent"]
-    time.sleep(3)  # the worker keeps running jobs for the cancelled deliveries: they must all stop
+    # The worker keeps running jobs for the cancelled deliveries: they must all stop. Once it has worked through
+    # every job of the notice (none queued, none running), whatever they were going to send has been sent.
+    _wait(lambda: _jobs_left(namespace) == 0, 60, "the worker to run every queued job", pool.logs)
     final = _counts(factory, notice_id)
     assert final["sent"] == sent_at_cancel < 300, pool.logs()
     assert final["cancelled"] == stopped == 300 - sent_at_cancel

@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.channels.webchat import WebChatMessage
 from bot.embedded import app_server, free_port
 from bot.settings import Settings
+from bot.texts import local_time
 from grid.categories import load_categories
+from grid.labels import status_note
 from grid.service import Actor, TicketService
 from grid.tickets import Ticket
 from grid.workflow import Role
@@ -87,11 +89,14 @@ def test_services_are_the_categories(api: httpx.Client) -> None:
 
 def test_posted_request_is_dispatched_and_readable(api: httpx.Client, session_factory: sessionmaker[Session]) -> None:
     place = _place()
-    number = _created(_post(api, address_string=place, description="井盖丢了，很危险"))
+    filed = _post(api, address_string=place, description="井盖丢了，很危险")
+    number = _created(filed)
     with session_factory() as session:
         ticket = session.scalar(select(Ticket).where(Ticket.number == number))
         assert ticket is not None
         assert (ticket.grid_code, ticket.assignee_id, ticket.status) == ("grid-1", "worker-1", "dispatched")
+        # the deadline written as residents and workers read it in the chat: one local_time (bot/texts)
+        assert f"处理时限至{local_time(ticket.deadline_at)}" in filed.json()[0]["service_notice"]
         assert (ticket.category, ticket.location, ticket.group_id) == ("市政设施", place, None)
         assert (ticket.reporter_id, ticket.reporter_name) == ("open311:hotline-42", "张三")
     response = api.get(f"/requests/{number}.json")
@@ -100,7 +105,8 @@ def test_posted_request_is_dispatched_and_readable(api: httpx.Client, session_fa
     assert request["service_request_id"] == number and request["status"] == "open"
     assert (request["service_code"], request["service_name"]) == ("municipal", "市政设施")
     assert request["description"] == "井盖丢了，很危险" and request["address"] == place
-    assert request["agency_responsible"] == "阳光社区第一网格" and request["status_notes"]
+    assert request["agency_responsible"] == "阳光社区第一网格"
+    assert request["status_notes"] == status_note("dispatched") == "已派给网格员"  # grid/data/ticket_labels.yml
     assert request["lat"] is None and request["long"] is None
     requested = datetime.fromisoformat(request["requested_datetime"])
     assert abs(requested - datetime.now(UTC)) < timedelta(minutes=5)
@@ -191,6 +197,26 @@ def test_hotline_reports_of_one_problem_warn_the_lead(
             select(WebChatMessage.text).where(WebChatMessage.target_id == area.lead, WebChatMessage.direction == "out")
         ).all()
     assert len([text for text in told if text.startswith("【预警")]) == 1, told
+
+
+def test_a_hotline_ticket_reaches_its_worker_in_chat(
+    api: httpx.Client, session_factory: sessionmaker[Session], area: Area
+) -> None:
+    """A 12345 ticket is the worker's new ticket like a chat report: told privately after the commit (the web chat
+    here); a second caller joining it tells nobody again."""
+    place = _place()
+    number = _created(_post(api, address_string=place, **{"attribute[grid]": area.grid}))
+    _created(_post(api, address_string=place, account_id="hotline-43", **{"attribute[grid]": area.grid}))
+
+    def told(person: str) -> list[str]:
+        with session_factory() as session:
+            return list(
+                session.scalars(
+                    select(WebChatMessage.text).where(WebChatMessage.target_id == person, WebChatMessage.direction == "out")
+                ).all()
+            )
+
+    assert len([text for text in told(area.worker) if number in text]) == 1, told(area.worker)
 
 
 def test_unknown_request_is_404(api: httpx.Client) -> None:

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,16 +35,15 @@ from grid.delivery import (
     PENDING,
     SENT,
     DeliveryReport,
-    TargetsError,
     WebhookTarget,
     deliver_due,
-    parse_targets,
     plan_all,
     sign,
     verify_signature,
 )
 from grid.outbox import OutboxDelivery, OutboxMessage
 from grid.service import Actor, TicketService
+from grid.webhook_targets import TargetsError, parse_targets
 from grid.workflow import Role
 from storage.base import utcnow
 from storage.engine import unit_of_work
@@ -394,5 +394,5 @@ def test_the_job_delivers_with_the_configured_targets(session_factory: sessionma
 
     quiet = cast(Services, SimpleNamespace(settings=Settings(webhook_targets=""), session_factory=None))
     asyncio.run(outbox_job.deliver_outbox(quiet))  # no targets: returns without touching the database
-    broken = cast(Services, SimpleNamespace(settings=Settings(webhook_targets="[{"), session_factory=None))
-    asyncio.run(outbox_job.deliver_outbox(broken))  # logged once, and no delivery
+    with pytest.raises(ValidationError, match="WEBHOOK_TARGETS"):  # a bad setting stops start-up, not delivery
+        Settings(webhook_targets="[{")

@@ -1,5 +1,5 @@
-"""Phones and room numbers masked for groups, phones and secrets redacted in logs (issue #9, item 5); ID card numbers
-masked everywhere and the one policy of who sees residents' details on which surface (issue #21)."""
+"""Phones and room numbers masked for groups, phones and secrets redacted in logs; ID card numbers
+masked everywhere and the one policy of who sees residents' details on which surface (docs/security.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Property-based tests (hypothesis) for the pure parts that face arbitrary resident text (issue #9, item 4).
+"""Property-based tests (hypothesis) for the pure parts that face arbitrary resident text.
 
 Each property is something that must hold for *any* input, not just the examples elsewhere in the suite:
 the normaliser, the worker-command parser, the router's per-group decisions, privacy masking and the
@@ -381,7 +381,7 @@ plain_text = st.lists(
         st.sampled_from(
             ["13812345678", "8613912345678", "0571", "88886666", "3号楼2单元301室", "5栋1202", "GD20261125-0001", "咨询电话："]
         ),
-        st.sampled_from(["110101199003071234", "11010519491231002X", "110105491231002"]),  # ID card numbers (issue #21)
+        st.sampled_from(["110101199003071234", "11010519491231002X", "110105491231002"]),  # ID card numbers
     ),
     max_size=10,
 ).map("".join)
@@ -457,7 +457,7 @@ def test_rooms_lose_their_digits_buildings_keep_theirs(place: str, room: int, ta
     assert masked == f"我家{place}{'*' * len(str(room))}{tail}，灯坏了"
 
 
-# The one policy for public surfaces (issue #21): mask_personal keeps the same promises as mask_for_group.
+# The one policy for public surfaces (docs/security.md): mask_personal keeps the same promises as mask_for_group.
 
 
 @PROPS

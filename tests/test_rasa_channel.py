@@ -10,6 +10,7 @@ import yaml
 
 from bot.rasa_tokens import rasa_token
 from bot.settings import PROJECT_ROOT
+from bot.texts import text as t
 
 pytestmark = pytest.mark.rasa
 RESPONSES = yaml.safe_load((PROJECT_ROOT / "domain.yml").read_text(encoding="utf-8"))["responses"]
@@ -35,12 +36,12 @@ def _turn(rasa_url: str, text: str, parse_data: object = None, group: str | None
     return response.json()
 
 
-def test_a_parse_for_the_same_text_is_used_as_is(rasa_url: str) -> None:
+def test_a_parse_for_the_same_text_is_used_as_is(rasa_url: str, app_url: str) -> None:
     text = "今天太阳真好 晒被子去"
     parsed = httpx.post(f"{rasa_url}/model/parse", json={"text": text}, params=_token(), timeout=30).json()
-    assert parsed["intent"]["name"] != "bot_challenge"  # so the answer below can only come from the given parse
-    given = {**parsed, "intent": {"name": "bot_challenge", "confidence": 1.0}}
-    assert _texts(_turn(rasa_url, text, given)) == [RESPONSES["utter_iamabot"][0]["text"]]
+    assert parsed["intent"]["name"] != "worker_help"  # so the answer below can only come from the given parse
+    given = {**parsed, "intent": {"name": "worker_help", "confidence": 1.0}}
+    assert _texts(_turn(rasa_url, text, given)) == [t("help.resident")]  # what 帮助 tells a resident, whatever the words
 
 
 def test_a_parse_of_another_text_or_malformed_is_ignored(rasa_url: str) -> None:

@@ -1,4 +1,4 @@
-"""The trained graph run node by node (rasa_channels/direct_graph_runner.py) gives dask's answers.
+"""The trained graph run node by node (rasa_ext/patches/direct_graph_runner.py) gives dask's answers.
 
 Runs in the Rasa virtualenv on this repo's trained model: the same texts parsed and the same trackers
 predicted with Rasa's dask runner and then with ours must give equal results; runs that cannot work fail with the same errors.
@@ -49,7 +49,7 @@ async def answers(processor):
 async def main():
     agent = await load_agent(model_path=sys.argv[1])
     dask = await answers(agent.processor)
-    from rasa_channels.prepared_rest import PreparedRestInput
+    from rasa_ext.channels.prepared_rest import PreparedRestInput
     PreparedRestInput.from_credentials(None)  # what the Rasa server does at start-up
     direct = await answers(agent.processor)
     print(json.dumps({"dask": dask, "direct": direct, "installed": DaskGraphRunner.run.__module__}, ensure_ascii=False))
@@ -66,7 +66,7 @@ def test_direct_runs_give_dask_answers() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["installed"] == "rasa_channels.direct_graph_runner"
+    assert report["installed"] == "rasa_ext.patches.direct_graph_runner"
     dask, direct = report["dask"], report["direct"]
     assert direct["parses"] == dask["parses"]
     assert direct["predictions"] == dask["predictions"]

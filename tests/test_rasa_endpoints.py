@@ -100,7 +100,7 @@ def test_rasas_stores_reach_a_redis_that_requires_a_password(protected_redis: st
 CALL_SCRIPT = """
 import asyncio, json, sys
 from rasa.core.utils import read_endpoints_from_path
-from rasa_channels import pooled_endpoints
+from rasa_ext.patches import pooled_endpoints
 
 async def main():
     pooled_endpoints.install()  # as the Rasa server runs it: kept-alive sessions built from the endpoint's settings

@@ -1,4 +1,4 @@
-"""The lookups the Rasa server remembers (rasa_channels/lookup_caches.py) give Rasa's own answers."""
+"""The lookups the Rasa server remembers (rasa_ext/patches/lookup_caches.py) give Rasa's own answers."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def answers():
     return {"resolved": resolved, "unknown": unknown, "default": default, "minimal": minimal}
 
 before = answers()
-from rasa_channels.prepared_rest import PreparedRestInput
+from rasa_ext.channels.prepared_rest import PreparedRestInput
 PreparedRestInput.from_credentials(None)  # what the Rasa server does at start-up
 after, again = answers(), answers()
 same_object = schema.minimal_graph_schema(["select_prediction"]) is schema.minimal_graph_schema(["select_prediction"])

@@ -1,4 +1,4 @@
-"""Rasa's action calls share kept-alive connections (rasa_channels/pooled_endpoints.py) and still get every answer.
+"""Rasa's action calls share kept-alive connections (rasa_ext/patches/pooled_endpoints.py) and still get every answer.
 
 Runs in the Rasa virtualenv against a real HTTP server on loopback that notes which client connection each
 request came on; the server restarts in the middle, as the app does when it is redeployed, and the shared
@@ -18,7 +18,7 @@ SCRIPT = """
 import asyncio, json, sys
 from aiohttp import web
 from rasa.utils.endpoints import EndpointConfig
-from rasa_channels import pooled_endpoints
+from rasa_ext.patches import pooled_endpoints
 
 PORT = int(sys.argv[1])
 seen = []  # (client port, authorization header, body) per request

@@ -1,4 +1,4 @@
-"""Every operation of the app's OpenAPI schema, fuzzed by schemathesis: no input gets a 5xx (issue #9, item 4).
+"""Every operation of the app's OpenAPI schema, fuzzed by schemathesis: no input gets a 5xx (docs/security.md).
 
 The schema comes from the app itself (`create_app().openapi()`, the same document `/openapi.json` serves), so a
 new route is fuzzed as soon as it exists. The requests go to the real app served by uvicorn on SQLite with the
@@ -37,7 +37,7 @@ schema = schemathesis.openapi.from_dict(create_app(Settings(local_chat_enabled=T
 # Status codes seen per operation, so the run can show it got past authentication (and a reader what it hit).
 seen: defaultdict[str, Counter[int]] = defaultdict(Counter)
 
-# What schema-shaped generation never produces and broke the app (issue #21): NaN/Infinity (JSON has no such
+# What schema-shaped generation never produces and broke the app (tests/test_input_guards.py): NaN/Infinity (JSON has no such
 # numbers, Python's json reads them), lone surrogates and NUL (no database stores both), strings over the body cap,
 # and one under it that a 422 must not echo whole. URLs cannot carry a surrogate: NUL and long text only there.
 BAD_JSON: list[object] = [float("nan"), float("inf"), float("-inf"), "\ud800", "a\udfffb", "a\x00b", "x" * 50_000, "楼" * 40_000]

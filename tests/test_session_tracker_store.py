@@ -16,7 +16,7 @@ import redis
 from rasa.core.tracker_store import RedisTrackerStore
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
-from rasa_channels.session_tracker_store import SessionRedisTrackerStore
+from rasa_ext.stores.session_tracker_store import SessionRedisTrackerStore
 
 host, port, db, prefix = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 domain = Domain.from_file("domain.yml")

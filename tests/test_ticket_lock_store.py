@@ -25,7 +25,7 @@ import asyncio, json, os, sys, time
 import redis
 from rasa.core.lock_store import LockError, LockStore, RedisLockStore
 from rasa.utils.endpoints import EndpointConfig
-from rasa_channels.ticket_lock_store import AtomicRedisLockStore
+from rasa_ext.stores.ticket_lock_store import AtomicRedisLockStore
 
 settings, prefix = json.loads(sys.argv[1]), sys.argv[2]
 host = settings.pop("url")

@@ -199,7 +199,7 @@ def test_a_policy_question_taken_for_a_status_check_is_answered_when_nothing_is_
 def test_a_greeting_is_introduced_to_and_a_request_opening_with_one_is_placed(
     webhook: httpx.Client, session_factory: sessionmaker[Session], text: str, gate: float, introduced: bool
 ) -> None:
-    sender, responses = call(webhook, "action_greet", "greet", text, gate=gate)
+    sender, responses = call(webhook, "action_social", "greet", text, gate=gate)
     assert [r.get("response") for r in responses if r.get("response")] == (["utter_greet"] if introduced else []), responses
     if not introduced:
         said = texts(responses)

@@ -1,4 +1,4 @@
-"""Early warnings (预警) and recurring problems (举一反三), issue #24 items 2 and 3, on both databases.
+"""Early warnings (预警) and recurring problems (举一反三; docs/tickets.md), on both databases.
 
 Reports are filed through the ticket service with the real watch (grid/warnings.py) and the real meaning model
 (the offline e5 the app loads); each test gets a community of its own (tests/areas.py), so other modules' reports
@@ -10,6 +10,9 @@ through the web chat on the real Rasa server: three residents, three wordings, o
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -22,12 +25,13 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.channels.dispatch import Dispatcher
 from bot.embedded import app_server, free_port
 from bot.messages import TargetType
-from bot.settings import Settings
+from bot.settings import PROJECT_ROOT, Settings
 from bot.warning_notices import warning_notices
 from grid.duplicates import load_judge
-from grid.geography import Grid, Region
+from grid.geography import Grid, Region, StreetContact
 from grid.outbox import OutboxMessage
 from grid.problems import ProblemJudge
 from grid.service import TicketService
@@ -174,19 +178,108 @@ def test_co_reports_count_as_reports(session_factory: Factory, area: Area, watch
     assert warning.tickets[0].reports == 3 and "（3人反映）" in warning_notices([warning])[0].text
 
 
-def test_a_red_warning_names_the_street(session_factory: Factory, area: Area, watch: WarningWatch) -> None:
-    """No person stands for the street in GridBot's map: a red warning tells the lead it went to the street through
-    the outbox (city platform), and names which street."""
-    community = _community(session_factory, area)
-    with unit_of_work(session_factory) as session:
-        region = session.get(Region, community)
+GRIDBOT = str(Path(sys.executable).parent / "gridbot")
+FLYING_WIRES = ["11号楼有人用飞线给电动车充电，太危险了", "11号楼又有人飞线给电瓶车充电", "11号楼飞线充电没人管"]
+
+
+def _street(factory: Factory, area: Area, people: list[tuple[str, str, str]]) -> tuple[str, str]:
+    """A street of its own above the area's community, with these (id, name, channel) people: its (code, name)."""
+    tag = uuid.uuid4().hex[:8]
+    code, name = f"street-area-{tag}", f"测试街道{tag}"
+    with unit_of_work(factory) as session:
+        session.add(Region(code=code, name=name, level="street", parent_code="demo-district"))
+        session.flush()
+        region = session.get(Region, _community(factory, area))
         assert region is not None
-        region.parent_code = "demo-street"
-    texts = ["11号楼有人用飞线给电动车充电，太危险了", "11号楼又有人飞线给电瓶车充电", "11号楼飞线充电没人管"]
-    raised = [_report(session_factory, area, watch, text, "11号楼")[1] for text in texts]
+        region.parent_code = code
+        session.add_all([StreetContact(id=pid, name=pname, street_code=code, channel=ch) for pid, pname, ch in people])
+    return code, name
+
+
+def test_a_red_warning_without_street_contacts_names_the_street(
+    session_factory: Factory, area: Area, watch: WarningWatch
+) -> None:
+    """A street nobody stands for in the map: a red warning tells the lead it went to the street through the outbox
+    (city platform), and names which street; nobody else is messaged."""
+    code, name = _street(session_factory, area, [])
+    raised = [_report(session_factory, area, watch, text, "11号楼")[1] for text in FLYING_WIRES]
     [warning] = raised[2]
-    assert warning.colour == "red" and warning.street == ("demo-street", "幸福街道")
-    assert "已同步报送幸福街道" in warning_notices([warning])[0].text
+    assert warning.colour == "red" and warning.street == (code, name) and warning.street_contacts == ()
+    [message] = warning_notices([warning])
+    assert message.target_id == area.lead and f"已同步报送{name}" in message.text
+
+
+def test_a_red_warning_goes_to_the_streets_people_on_their_own_channels(
+    session_factory: Factory, area: Area, watch: WarningWatch
+) -> None:
+    """The street's contacts (街道) get the red warning privately as the lead does, each on their own channel; the
+    lead is told who at the street has it, they are told the lead has it; the outbox event names them."""
+    tag = uuid.uuid4().hex[:6]
+    zhou, qian = f"street-zhou-{tag}", f"street-qian-{tag}"
+    code, name = _street(session_factory, area, [(zhou, "周主任", "webchat"), (qian, "钱科长", "wecom")])
+    raised = [_report(session_factory, area, watch, text, "11号楼")[1] for text in FLYING_WIRES]
+    assert raised[:2] == [[], []]
+    [warning] = raised[2]
+    assert warning.colour == "red" and [p.worker_id for p in warning.street_contacts] == [qian, zhou]
+    messages = warning_notices([warning])
+    assert [(m.target_type, m.target_id) for m in messages] == [
+        (TargetType.CONTACT, area.lead),
+        (TargetType.CONTACT, qian),
+        (TargetType.CONTACT, zhou),
+    ]
+    to_lead, *to_street = messages
+    assert f"已同步告知{name}钱科长、周主任" in to_lead.text and to_lead.text.startswith("【预警】")
+    for message in to_street:
+        assert message.text.startswith("【预警】") and "11号楼" in message.text and "3条反映" in message.text
+        assert f"报送{name}：社区负责人吴书记已收到此预警" in message.text
+    with session_factory() as session:
+        # each goes out on the person's own channel, as a worker's message does
+        channels = [Dispatcher._home_channel(session, m) for m in messages]
+    assert channels == ["webchat", "wecom", "webchat"]
+    [stored] = _warnings(session_factory, area)
+    assert stored.told == [area.lead, qian, zhou]
+    with session_factory() as session:
+        events = session.scalars(select(OutboxMessage).where(OutboxMessage.topic == "early_warning")).all()
+        [event] = [e for e in events if e.payload["warning"]["id"] == stored.id]
+    assert event.payload["warning"]["street"] == code and event.payload["warning"]["street_contacts"] == [qian, zhou]
+
+
+def test_a_yellow_warning_stays_with_the_lead(session_factory: Factory, area: Area, watch: WarningWatch) -> None:
+    """The street hears of red warnings only: a yellow burst goes to the community lead alone."""
+    _street(session_factory, area, [(f"street-sun-{uuid.uuid4().hex[:6]}", "孙主任", "webchat")])
+    raised = [_report(session_factory, area, watch, *cover)[1] for cover in COVER]
+    [warning] = raised[2]
+    assert warning.colour == "yellow" and warning.street is None and warning.street_contacts == ()
+    assert [m.target_id for m in warning_notices([warning])] == [area.lead]
+
+
+def test_a_street_contact_is_added_changed_and_removed_with_the_cli(database_url: str, session_factory: Factory) -> None:
+    """`gridbot group street` manages the street's people as `gridbot group worker` does workers; the console's
+    meta lists them."""
+    person = f"street-cli-{uuid.uuid4().hex[:6]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "DATABASE_URL"))}
+    env |= {"DATABASE_URL": database_url, "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
+
+    def gridbot(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([GRIDBOT, "group", "street", *args], capture_output=True, text=True, env=env,
+                              cwd=PROJECT_ROOT, timeout=120)  # fmt: skip
+
+    refused = gridbot(person, "--channel", "webchat", "--name", "吴科长", "--street", "demo-community-1")
+    assert refused.returncode != 0 and "no street region" in refused.stdout + refused.stderr  # a community is no street
+    added = gridbot(person, "--channel", "wechaty", "--name", "吴科长", "--street", "demo-street")
+    assert added.returncode == 0, added.stdout + added.stderr
+    with session_factory() as session:
+        stored = session.get(StreetContact, person)
+        assert stored is not None and (stored.name, stored.street_code, stored.channel) == ("吴科长", "demo-street", "wechaty")
+    changed = gridbot(person, "--channel", "wecom")
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    with session_factory() as session:
+        stored = session.get(StreetContact, person)
+        assert stored is not None and (stored.name, stored.channel) == ("吴科长", "wecom")
+    removed = gridbot(person, "--channel", "wecom", "--remove")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    with session_factory() as session:
+        assert session.get(StreetContact, person) is None
 
 
 SANITATION = [
@@ -423,3 +516,27 @@ def test_three_residents_in_other_words_give_the_lead_one_warning(chat: Chat) ->
     index, message = warned[0]
     assert index == 3 and "3条反映指向同一问题" in message and building in message, message
     assert "：健身器材坏了" in message  # the summary: the problem in a resident's words, no place, no filler
+
+
+@pytest.mark.rasa
+def test_a_red_burst_in_the_chat_reaches_the_lead_and_the_street(chat: Chat) -> None:
+    """Three residents report one hazard in 陈书记's community (demo-street, whose person is 周主任, street-1): the
+    third report's turn sends the 【预警】 to the lead and to the street's person privately."""
+    building = f"{100 + uuid.uuid4().int % 800}号楼"
+    said = [
+        (f"{building}有人用飞线给电动车充电，电线从楼上吊下来，太危险了", building),
+        (f"{building}又有人从窗户拉电线充电瓶车", building),
+        (f"{building}飞线充电的又来了，着火怎么办", building),
+    ]
+    warned: dict[str, list[tuple[int, str]]] = {"lead-1": [], "street-1": []}
+    seen = []
+    for index, (text, place) in enumerate(said, start=1):
+        replies = _file_in_chat(chat, text, place)
+        seen.append(replies)  # for the failure message
+        for reply in replies:
+            if reply["target_type"] == "contact" and reply["target_id"] in warned and building in reply["text"]:
+                # this problem's warning (other tests' reports in the community may make a category one)
+                warned[reply["target_id"]] += [(index, reply["text"])] if "条反映指向同一问题" in reply["text"] else []
+    assert [i for i, _ in warned["lead-1"]] == [3] and [i for i, _ in warned["street-1"]] == [3], seen
+    assert "已同步告知幸福街道周主任" in warned["lead-1"][0][1]
+    assert "社区负责人陈书记已收到此预警" in warned["street-1"][0][1]

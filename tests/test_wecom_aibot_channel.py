@@ -53,6 +53,7 @@ from storage.engine import make_engine, make_session_factory, unit_of_work
 from tests.conftest import REDIS_URL
 from tests.notice_world import new_notice, notice_database
 from tests.servers import FakeRasa
+from tests.support.channel_hosts import app_host, own_database
 from tests.wecom_aibot_peer import BOT_ID, SECRET, AibotHost, AibotPeer
 
 RESIDENT = "zhangsan"
@@ -116,21 +117,8 @@ def _user(prefix: str = "resident") -> str:
 # --- without Rasa: a database of this module's own ----------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def own_db(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, sessionmaker[Session]]]:
-    with notice_database(request.param, tmp_path_factory.mktemp("aibot-db")) as url:
-        engine = make_engine(url)
-        yield url, make_session_factory(engine)
-        engine.dispose()
-
-
-@pytest.fixture
-def host(own_db: tuple[str, sessionmaker[Session]], peer: AibotPeer, tmp_path: Path) -> Iterator[AibotHost]:
-    with AibotHost(_settings(own_db[0], peer, tmp_path)) as app:
-        app.wait_health(HealthStatus.UP)
-        yield app
+own_db = own_database("aibot-db")
+host = app_host(AibotHost, _settings)
 
 
 def _aibot_grid(factory: sessionmaker[Session], *chats: str) -> str:
@@ -493,6 +481,7 @@ def test_a_report_in_a_group_files_a_ticket_and_the_worker_is_told_privately(
         peer.say(resident, "楼道灯坏了 晚上黑乎乎的", chat=chat)
         [asked] = peer.wait_sent(chat, timeout=60)
         assert asked.kind == "reply" and "哪个位置" in asked.content, asked
+        assert t("channels.answer_with_mention") in asked.content, asked  # unasked answers never reach this robot
 
         peer.say(resident, "3号楼2单元", chat=chat)  # in a smart robot group only @-messages reach the bot
         filed = peer.wait_sent(chat, count=2, timeout=60)[1]
@@ -506,6 +495,7 @@ def test_a_report_in_a_group_files_a_ticket_and_the_worker_is_told_privately(
         assert done_reply.kind == "reply" and number in done_reply.content and "已办结" in done_reply.content
         told = peer.wait_sent(chat, count=3, timeout=30)[2]
         assert told.kind == "push" and told.content.startswith(f"<@{resident}> ") and "满意" in told.content, told
+        assert t("channels.answer_with_mention") in told.content, told
 
     with unit_of_work(session_factory) as session:
         ticket = session.scalar(select(Ticket).where(Ticket.number == number))

@@ -33,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app_process import app_process, start_app, stop, wait_healthy
+from bot.channels.outbound import OutboundMessage, OutboundStatus
 from bot.channels.wecom.channel import MAX_TEXT_BYTES, WeComChannel
 from bot.channels.wecom.config import WeComConfig
 from bot.channels.wecom.security import CallbackUnavailable
@@ -203,6 +204,26 @@ def held(factory: sessionmaker[Session], msg_id: str) -> list[DeferredMessage]:
     return [row for row in rows_of(factory, msg_id) if row.status == HELD]
 
 
+def outbound_to(factory: sessionmaker[Session], user: str) -> list[str]:
+    """The status of every part queued for `user`, in order."""
+    with factory() as session:
+        query = select(OutboundMessage.status).where(OutboundMessage.target_id == user).order_by(OutboundMessage.id)
+        return list(session.scalars(query))
+
+
+def wait_settled(factory: sessionmaker[Session], msg_id: str, user: str, timeout: float = 20.0) -> None:
+    """Until every delivery of `msg_id` the app took has been through the intake and nothing to `user` is pending.
+
+    A note taken on arrival is settled only after its turn, and the parts the turn queued, are done; a part leaves
+    pending once sent or given up. From then on nothing more goes out for the message, so a count taken after this
+    is final — where a fixed sleep would let a bug slower than the sleep pass.
+    """
+    deadline = time.monotonic() + timeout
+    while RECEIVED in [row.status for row in rows_of(factory, msg_id)] or OutboundStatus.PENDING in outbound_to(factory, user):
+        assert time.monotonic() < deadline, f"message {msg_id} still being handled after {timeout} s"
+        time.sleep(0.05)
+
+
 # --- callbacks in -------------------------------------------------------------------------------------
 
 
@@ -250,7 +271,7 @@ def test_the_same_msgid_delivered_twice_is_handled_once(
     for _ in range(2):  # WeCom's retry: same message, a new nonce and signature
         params, body = signed_post(encrypt(app_message(user, "怎么样了", msg_id)))
         assert post(app, params, body).status_code == 200
-    time.sleep(1.5)
+    wait_settled(factory, msg_id, user)  # both deliveries through the intake, their answers out
     assert len(sends_to(peer, user)()) == 1
     assert len(held(factory, msg_id)) == 1
 
@@ -275,14 +296,22 @@ def test_a_robot_group_message_is_answered_in_the_group_with_a_real_mention(
     assert (row.group_id, row.sender_name, row.text, row.mentions_bot) == (ROBOT_GROUP, "王五", "小区门口垃圾没人收", True)
 
 
-def test_an_invalid_signature_is_refused(app: httpx.Client, peer: WeComPeer) -> None:
+def test_an_invalid_signature_is_refused(
+    app: httpx.Client, peer: WeComPeer, world: tuple[str, sessionmaker[Session]]
+) -> None:
+    _, factory = world
     user = f"mallory{uuid.uuid4().hex[:6]}"
     encrypted = encrypt(app_message(user, "伪造的消息", new_id()))
     params, body = signed_post(encrypted)
     params["msg_signature"] = sign(params["timestamp"], params["nonce"], encrypted, token="guessed-token")
     response = post(app, params, body)
     assert response.status_code == 403 and "invalid msg_signature" in response.text
-    time.sleep(0.5)
+    # A genuine message sent after it, answered: the app has worked past the forged one.
+    later, later_id = f"honest{uuid.uuid4().hex[:6]}", new_id()
+    params, body = signed_post(encrypt(app_message(later, "真的消息", later_id)))
+    assert post(app, params, body).status_code == 200
+    wait_for(sends_to(peer, later))
+    wait_settled(factory, later_id, later)
     assert sends_to(peer, user, ok=None)() == []
 
 
@@ -295,13 +324,17 @@ def test_a_stale_timestamp_is_refused(app: httpx.Client, peer: WeComPeer) -> Non
     assert post(app, future, body).status_code == 403
 
 
-def test_a_replayed_request_is_refused(app: httpx.Client, peer: WeComPeer) -> None:
-    user = f"replay{uuid.uuid4().hex[:6]}"
-    params, body = signed_post(encrypt(app_message(user, "第一次", new_id())))
+def test_a_replayed_request_is_refused(
+    app: httpx.Client, peer: WeComPeer, world: tuple[str, sessionmaker[Session]]
+) -> None:
+    _, factory = world
+    user, msg_id = f"replay{uuid.uuid4().hex[:6]}", new_id()
+    params, body = signed_post(encrypt(app_message(user, "第一次", msg_id)))
     assert post(app, params, body).status_code == 200
     again = post(app, params, body)
     assert again.status_code == 403 and "replayed" in again.text
-    time.sleep(1.0)
+    wait_for(sends_to(peer, user))
+    wait_settled(factory, msg_id, user)
     assert len(sends_to(peer, user)()) == 1
 
 
@@ -421,7 +454,14 @@ def test_the_app_killed_mid_turn_loses_no_message(peer: WeComPeer, tmp_path: Pat
             rasa.open_turns.set()
             with app_process(free_port(), env, tmp_path / "second.log"):
                 [sent] = wait_for(sends_to(peer, user), timeout=30)
-                time.sleep(2.5)  # a second replay would have come by now
+                # Replayed once and done (a done message is never picked again), its answer out: nothing left to
+                # send it a second time.
+                deadline = time.monotonic() + 30
+                while [row.status for row in rows_of(factory, msg_id)] != [DONE] or outbound_to(factory, user) != [
+                    OutboundStatus.SENT
+                ]:
+                    assert time.monotonic() < deadline, "the replay was not done and its answer sent"
+                    time.sleep(0.05)
                 assert len(sends_to(peer, user)()) == 1
             assert sent.body["text"]["content"] == reply
             assert [turn["message"] for turn in rasa.turns] == ["楼道里堆满了杂物"] * 2  # the killed turn, run again

@@ -1,4 +1,4 @@
-"""A worker's day (issue #23 item 4): the morning digest, the community lead's briefing, both asked for in words, and
+"""A worker's day (docs/tickets.md): the morning digest, the community lead's briefing, both asked for in words, and
 the morning job that sends each once a day even with two app processes — bot/worker_day.py, grid/briefing.py.
 
 Every test has a community of its own (tests/areas.Area: a grid, its worker 周网格 and lead 吴书记), so the shared

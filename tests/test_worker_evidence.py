@@ -1,4 +1,4 @@
-"""Photos and voice notes as evidence (issue #23 item 2): a worker's picture sent right after (or while) handling a
+"""Photos and voice notes as evidence (docs/tickets.md): a worker's picture sent right after (or while) handling a
 ticket is kept on it, the resident's rating request says so, the console shows it — bot/worker_evidence.py.
 
 Through the app, on both databases: the router as the app builds it (worker words on) in front of a Rasa stand-in

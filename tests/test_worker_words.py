@@ -1,4 +1,4 @@
-"""Grid workers in their own words (issue #23): 收到, 处理好了 换了阀门, 接单 0123, a quoted notice, and a question when
+"""Grid workers in their own words (docs/tickets.md): 收到, 处理好了 换了阀门, 接单 0123, a quoted notice, and a question when
 two tickets fit — read by bot/worker_words.py against the worker's desk, carried by bot/worker_desk.py.
 
 Unit tests of the reading use phrasings of their own (the benchmark's are in bench/data/, scored by `make

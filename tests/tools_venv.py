@@ -23,7 +23,7 @@ TOOLS_PYTHON = PROJECT_ROOT / ".venv-tools" / "bin" / "python"
 _REFERENCE = """
 import json, sys
 from sentence_transformers import SentenceTransformer
-from knowledge.embeddings import offline_e5_dir
+from knowledge.e5_exports import offline_e5_dir
 texts = json.load(sys.stdin)
 model = SentenceTransformer(str(offline_e5_dir()), device="cpu")
 print(json.dumps(model.encode(texts, normalize_embeddings=True, convert_to_numpy=True).tolist()))

@@ -8,7 +8,6 @@ mention ids. `kill()` and `start()` on the same ports play a puppet service that
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -17,21 +16,14 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from bot.app import create_app
-from bot.channels.base import Channel, HealthStatus
 from bot.embedded import free_port
-from bot.runtime import Services
-from bot.settings import Settings
-
-T = TypeVar("T")
+from tests.support.channel_hosts import AppHost
 
 PEER_DIR = Path(__file__).resolve().parent / "peers" / "wechaty"
 TOKEN = "gridbot-test-token"
@@ -148,54 +140,7 @@ class WechatyPeer:
             time.sleep(0.1)
 
 
-class ChannelHost:
+class ChannelHost(AppHost):
     """The app with the wechaty channel, served from a thread with an event loop the test can reach."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.app = create_app(settings)
-        self.loop = asyncio.new_event_loop()
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=settings.app_port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self.server.serve(),), daemon=True)
-        self.url = f"http://127.0.0.1:{settings.app_port}"
-
-    def __enter__(self) -> ChannelHost:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the channel host app did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-        self.loop.close()
-
-    @property
-    def services(self) -> Services:
-        return self.app.state.services
-
-    @property
-    def channel(self) -> Channel:
-        return self.services.channels.get("wechaty")
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        """Run a coroutine on the app's own loop (its Redis client and wechaty connection live there)."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def wait_health(self, status: HealthStatus, timeout: float = 30) -> list[HealthStatus]:
-        """Poll the channel's health until it is `status`; every status seen on the way, in order."""
-        seen: list[HealthStatus] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            current = self.channel.health().status
-            if not seen or seen[-1] is not current:
-                seen.append(current)
-            if current is status:
-                return seen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"wechaty health stayed {seen}, never {status.value}: {self.channel.health()}")
-            time.sleep(0.02)
+    channel_name = "wechaty"

@@ -39,9 +39,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from bot.channels.base import Channel
 from bot.embedded import free_port
-from tests.wechaty_peer import ChannelHost
+from tests.support.channel_hosts import AppHost
 
 T = TypeVar("T")
 
@@ -330,9 +329,7 @@ class AibotPeer:
             time.sleep(0.05)
 
 
-class AibotHost(ChannelHost):
-    """The app with the smart robot channel, served from a thread (tests/wechaty_peer.py's host, another channel)."""
+class AibotHost(AppHost):
+    """The app with the smart robot channel, served from a thread (tests/support/channel_hosts.py)."""
 
-    @property
-    def channel(self) -> Channel:
-        return self.services.channels.get("wecom_aibot")
+    channel_name = "wecom_aibot"

@@ -1,4 +1,5 @@
-"""What the console's pages need to draw their forms: categories, grids, regions, workers, departments, group tags.
+"""What the console's pages need to draw their forms: categories, grids, regions, workers, street contacts, departments,
+group tags.
 
 One read for every page (filters, transfer and escalate targets, notice targets) instead of a request per list.
 Any logged-in account may read it: it names places and staff, never residents.
@@ -12,11 +13,11 @@ from sqlalchemy import select
 
 from bot.api.deps import ServicesDep
 from bot.auth.deps import AnyAccount
-from bot.texts import text
 from grid.categories import load_categories
-from grid.geography import ChatGroup, Department, Grid, Region, Worker
+from grid.geography import ChatGroup, Department, Grid, Region, StreetContact, Worker
+from grid.labels import labels
 from grid.service import COLOURS
-from grid.workflow import TRANSITIONS, Status
+from grid.workflow import TRANSITIONS, Role, Status
 from storage.engine import unit_of_work
 
 router = APIRouter(prefix="/api/v1/console", tags=["console"])
@@ -49,6 +50,13 @@ class WorkerOut(BaseModel):
     on_duty: bool
 
 
+class StreetContactOut(BaseModel):
+    id: str
+    name: str
+    street_code: str
+    channel: str
+
+
 class DepartmentOut(BaseModel):
     code: str
     name: str
@@ -62,6 +70,8 @@ class TransitionOut(BaseModel):
 class MetaOut(BaseModel):
     statuses: dict[str, str] = Field(description="Ticket status → its Chinese name.")
     colours: dict[str, str] = Field(description="Triage colour → its Chinese name.")
+    actions: dict[str, str] = Field(description="Ticket event or workflow action → its Chinese name (timeline, buttons).")
+    roles: dict[str, str] = Field(description="Workflow role (who took an action) → its Chinese name.")
     transitions: dict[str, TransitionOut] = Field(
         description="The ticket workflow (grid/workflow.py): which buttons a page offers; the server still decides."
     )
@@ -69,6 +79,7 @@ class MetaOut(BaseModel):
     regions: list[RegionOut]
     grids: list[GridOut]
     workers: list[WorkerOut]
+    street_contacts: list[StreetContactOut] = Field(description="The streets' people (街道), told of red early warnings.")
     departments: list[DepartmentOut]
     tags: list[str]
 
@@ -90,13 +101,21 @@ def meta(_account: AnyAccount, services: ServicesDep) -> MetaOut:
             WorkerOut(id=w.id, name=w.name, grid_code=w.grid_code, role=w.role, on_duty=w.on_duty)
             for w in session.scalars(select(Worker).order_by(Worker.grid_code, Worker.id))
         ]
+        street_contacts = [
+            StreetContactOut(id=p.id, name=p.name, street_code=p.street_code, channel=p.channel)
+            for p in session.scalars(select(StreetContact).order_by(StreetContact.street_code, StreetContact.id))
+        ]
         departments = [
             DepartmentOut(code=d.code, name=d.name) for d in session.scalars(select(Department).order_by(Department.code))
         ]
         tags = sorted({tag for group_tags in session.scalars(select(ChatGroup.tags)) for tag in group_tags or ()})
+    names = labels()
     return MetaOut(
-        statuses={s.value: text(f"statuses.{s.value}") for s in Status},
-        colours={c: text(f"colours.{c}") for c in COLOURS},
+        # The names of grid/data/ticket_labels.yml, the chat's and Open311's too: the page has no table of its own.
+        statuses={s.value: names.statuses[s].name for s in Status},
+        colours={c: names.colours[c] for c in COLOURS},
+        actions=dict(names.actions),
+        roles={r.value: names.roles[r] for r in Role},
         transitions={
             action: TransitionOut(sources=sorted(t.sources), roles=sorted(t.roles)) for action, t in TRANSITIONS.items()
         },
@@ -104,6 +123,7 @@ def meta(_account: AnyAccount, services: ServicesDep) -> MetaOut:
         regions=regions,
         grids=grids,
         workers=workers,
+        street_contacts=street_contacts,
         departments=departments,
         tags=tags,
     )

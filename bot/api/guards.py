@@ -292,19 +292,6 @@ async def validation_failed(_request: Request, exc: RequestValidationError) -> J
 # ---------------------------------------------------------------- who is asking
 
 
-def parse_networks(value: str) -> tuple[Network, ...]:
-    """TRUSTED_PROXIES: comma-separated addresses or CIDR blocks; a typo stops the app rather than trusting nobody
-    (or everybody) by accident."""
-    networks = []
-    for item in (part.strip() for part in value.split(",")):
-        if item:
-            try:
-                networks.append(ipaddress.ip_network(item, strict=False))
-            except ValueError:
-                raise ValueError(f"TRUSTED_PROXIES: {item!r} is not an IP address or CIDR block") from None
-    return tuple(networks)
-
-
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(text.strip().strip("[]"))
@@ -359,6 +346,6 @@ def client_address(request: Request) -> str | None:
 
 def install(app: FastAPI, settings: Settings) -> None:
     """The guard around every request, the trimmed 422 handler, and the trusted proxies `client_address` reads."""
-    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
+    app.state.trusted_proxies = settings.trusted_proxies  # parsed when settings load (bot/setting_formats.py)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_request_body_bytes)
     app.add_exception_handler(RequestValidationError, validation_failed)  # type: ignore[arg-type]

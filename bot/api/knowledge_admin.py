@@ -25,9 +25,9 @@ from bot.auth.deps import Admin
 from bot.runtime import Services
 from grid.clock import LOCAL_TZ
 from knowledge.admin import AdminError, ImportReport, KnowledgeAdmin
+from knowledge.entries import EntryIn, RowError, entry_document
 from knowledge.formats import FILE_SUFFIX, MAX_FILE_BYTES, MEDIA_TYPES, FileRejected, Format, format_for
 from knowledge.history import KnowledgeEntryRevision
-from knowledge.loader import EntryIn, RowError, entry_document
 from knowledge.models import KnowledgeEntry
 from storage.base import utcnow
 from storage.engine import unit_of_work

@@ -18,7 +18,7 @@ from bot.api.media import store_for
 from bot.channels.webchat import render
 from bot.media_store import MediaRejected
 from bot.messages import IncomingMessage, Media, MediaKind, TargetType
-from grid.geography import ChatGroup, Grid, Worker
+from grid.geography import ChatGroup, Grid, StreetContact, Worker
 from storage.engine import unit_of_work
 
 router = APIRouter()
@@ -142,8 +142,8 @@ async def transcript(
     here (grid/service.py actor_for), so their private messages are not the web chat's to show."""
     if target_type == "contact":
         with unit_of_work(services.session_factory) as session:
-            worker = session.get(Worker, target_id)
-            channel = worker.channel if worker is not None else None
+            person = session.get(Worker, target_id) or session.get(StreetContact, target_id)
+            channel = person.channel if person is not None else None
         if channel is not None and channel != services.webchat.name:
             raise HTTPException(403, f"'{target_id}' is a worker on {channel}: the web chat does not show their messages")
     rows = services.webchat.transcript(TargetType(target_type), target_id, after)
@@ -163,8 +163,10 @@ async def transcript(
 
 
 @router.get("/api/v1/local/demo", tags=["web chat"])
-async def demo_directory(services: ServicesDep) -> dict[str, list[dict[str, str]]]:
-    """Groups and workers the demo page offers to play: only web chat workers (no other can act from here)."""
+async def demo_directory(services: ServicesDep) -> dict[str, list[dict[str, str]] | dict[str, int]]:
+    """Groups and workers the demo page offers to play: only web chat workers (no other can act from here); and the
+    limits a picture must fit, so the page can shrink one before sending rather than have it refused (the request
+    body limit, MAX_REQUEST_BODY_BYTES, is the tighter: a picture travels in base64 inside the JSON body)."""
     with unit_of_work(services.session_factory) as session:
         groups = []
         for group in session.scalars(select(ChatGroup).order_by(ChatGroup.id)):
@@ -184,7 +186,11 @@ async def demo_directory(services: ServicesDep) -> dict[str, list[dict[str, str]
                 select(Worker, Grid).join(Grid).where(Worker.channel == services.webchat.name).order_by(Worker.id)
             )
         ]
-    return {"groups": groups, "workers": workers}
+    limits = {
+        "request_body_bytes": services.settings.max_request_body_bytes,
+        "picture_bytes": services.settings.media_max_bytes,
+    }
+    return {"groups": groups, "workers": workers, "limits": limits}
 
 
 @router.get("/chat", include_in_schema=False)

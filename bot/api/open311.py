@@ -2,10 +2,10 @@
 
 Services are the issue categories and requests are tickets (service_request_id is the ticket number). A
 request filed here goes through TicketService.file_report like a chat report, so it is classified,
-deduplicated, dispatched to the grid's worker and written to the outbox the same way. Nobody is told in
-chat from here: notifying workers of new tickets is the outbox consumers' job, whatever the ticket's source. The
-one exception is an early warning (预警) the filing raises: it is no ticket event, so the lead is sent it after the
-commit through the app's dispatcher, as the deadline job sends its notices.
+deduplicated, dispatched to the grid's worker and written to the outbox the same way. The worker hears of a
+hotline ticket as of a chat one (新工单 privately, the lead copied when red or unstaffed; a later report that raises
+an open ticket tells them why), and the lead of the early warning (预警) a filing raises: sent after the commit
+through the app's dispatcher, as the deadline job sends its notices, so a channel that is down only delays them.
 
 Errors follow GeoReport: a list of {"code", "description"} with the same HTTP status (403 for the API key,
 404 for an unknown request, 400 for everything else the caller can fix). Query arguments are read as plain
@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -30,7 +31,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -38,6 +39,8 @@ from bot.api.deps import ServicesDep
 from bot.messages import OutgoingMessage
 from bot.privacy import Surface, text_as_seen
 from bot.settings import Settings
+from bot.texts import local_time
+from bot.ticket_notices import filing_notices
 from bot.warning_notices import warning_notices
 from grid import open311 as mapping
 from grid.categories import load_categories
@@ -368,14 +371,16 @@ _NO_CREATE = f"creating requests is disabled: {_NO_KEYS}"
 _NO_READ = f"reading requests is disabled: reads need an api_key and {_NO_KEYS}"
 
 
-def _check_key(given: str | None, configured: str, method: str = "create_request", disabled: str = _NO_CREATE) -> None:
-    """`method` is GeoReport's name of the call, as its example errors put it ("can't proceed with create_request")."""
-    keys = [k.strip() for k in configured.split(",") if k.strip()]
+def _check_key(
+    given: str | None, keys: Sequence[SecretStr], method: str = "create_request", disabled: str = _NO_CREATE
+) -> None:
+    """`method` is GeoReport's name of the call, as its example errors put it ("can't proceed with create_request").
+    `keys`: OPEN311_API_KEYS, split when settings load."""
     if not keys:
         raise Refusal(403, disabled)
     if not given:
         raise Refusal(403, "api_key is missing")
-    if not any(hmac.compare_digest(given.encode(), key.encode()) for key in keys):
+    if not any(hmac.compare_digest(given.encode(), key.get_secret_value().encode()) for key in keys):
         raise Refusal(403, f"invalid api_key: can't proceed with {method}")
 
 
@@ -438,7 +443,8 @@ def _file(
     warnings: WarningWatch | None = None,
 ) -> tuple[CreatedOut, list[OutgoingMessage]]:
     """File the request in one transaction; a duplicate (grid/duplicates.py) answers with the open ticket it joined.
-    Also the lead's notices of the early warnings it raised, to send once the transaction committed."""
+    Also what the worker and lead are told (bot/ticket_notices.py) and the early warnings it raised, to send once the
+    transaction committed."""
     try:
         with unit_of_work(factory) as session:
             filing = TicketService(session, duplicates=duplicates, warnings=warnings).file_report(
@@ -458,10 +464,10 @@ def _file(
                 notice = mapping.NOTICE_DUPLICATE.format(number=ticket.number)
             else:
                 template = mapping.NOTICE_DISPATCHED if ticket.assignee_id else mapping.NOTICE_WAITING
-                notice = template.format(grid=grid_name, deadline=mapping.local_time(ticket.deadline_at))
+                notice = template.format(grid=grid_name, deadline=local_time(ticket.deadline_at))
             created = CreatedOut(service_request_id=ticket.number, service_notice=notice)
-            warned = warning_notices(filing.warnings)
-        return created, warned
+            told = [*filing_notices(session, filing), *warning_notices(filing.warnings)]
+        return created, told
     except TicketError as error:
         if error.code == "unknown_grid":
             raise Refusal(400, f"unknown grid '{new.grid_code}' in attribute[grid]") from None
@@ -482,8 +488,8 @@ async def create_request(fmt: str, request: Request, services: ServicesDep) -> l
         fields = await _read_fields(request)
         _check_key(fields.get("api_key"), services.settings.open311_api_keys)
         new = _validate(fields)
-        created, warned = await run_in_threadpool(_file, services.session_factory, new, services.duplicates, services.warnings)
-        await services.dispatcher.send(warned, origin=services.webchat.name)  # queued for retry if a channel is down
+        created, told = await run_in_threadpool(_file, services.session_factory, new, services.duplicates, services.warnings)
+        await services.dispatcher.send(told, origin=services.webchat.name)  # queued for retry if a channel is down
         return [created]
     except Refusal as refusal:
         return refusal.response()

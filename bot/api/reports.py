@@ -34,7 +34,7 @@ from bot.api.deps import ServicesDep
 from bot.api.tickets import grid_scope
 from bot.auth.deps import AnyAccount
 from bot.privacy import Surface, text_as_seen
-from bot.texts import text
+from bot.texts import colour_name, status_name, text
 from grid.clock import LOCAL_TZ
 from grid.geography import Grid, Worker
 from grid.problems import ProblemJudge
@@ -227,8 +227,8 @@ def _ticket_rows(
             t.number,
             t.grid_code,
             t.category,
-            text(f"colours.{t.colour}"),
-            text(f"statuses.{t.status}"),
+            colour_name(t.colour),
+            status_name(t.status),
             reader.sees(t.location),
             reader.sees(t.description),
             _local(t.created_at),

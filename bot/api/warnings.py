@@ -46,7 +46,7 @@ class WarningOut(BaseModel):
     community_code: str
     community_name: str
     category: str
-    colour: str = Field(description="red when any of its tickets is red (the street is told through the outbox).")
+    colour: str = Field(description="red when any of its tickets is red (the street is told: its contacts, and the outbox).")
     state: str = Field(description="open, acknowledged or closed.")
     reports: int = Field(description="Reports in its window when it last grew.")
     level: int = Field(description="The step it last warned at: the threshold, then twice it, four times… (3, 6, 12).")

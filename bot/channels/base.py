@@ -39,6 +39,9 @@ class Capabilities:
     can_message_contacts: bool = True
     can_send_media: bool = False
     can_post_to_rooms: bool = True
+    # In groups the platform delivers only messages that @ the bot (WeCom's smart robot): a question the bot waits
+    # to hear answered (a location, a rating, a pick) says to @ it, or the answer never arrives.
+    hears_only_mentions: bool = False
     max_text_bytes: int | None = None
     limits: SendLimits = field(default_factory=SendLimits)
     reply_limits: SendLimits = field(default_factory=lambda: SendLimits(per_account=40, per_group=20, jitter_seconds=0.0))

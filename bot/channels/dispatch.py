@@ -34,7 +34,8 @@ from bot.channels.registry import ChannelRegistry, UnknownChannel
 from bot.channels.sender import SendError, split_text
 from bot.messages import Media, MediaKind, Mention, OutgoingMessage, TargetType
 from bot.metrics import MESSAGES_OUT
-from grid.geography import ChatGroup, Worker
+from bot.texts import text as t
+from grid.geography import ChatGroup, StreetContact, Worker
 from storage.base import utcnow
 from storage.engine import unit_of_work
 
@@ -124,17 +125,22 @@ class Dispatcher:
             return [self._masked(m, m.channel or self._home_channel(session, m) or origin) for m in messages]
 
     def _masked(self, message: OutgoingMessage, channel: str) -> OutgoingMessage:
+        """The message as it goes out on `channel`: group texts masked, and a question asked in a group on a platform
+        that hands the bot only @-messages told to be answered with an @."""
         text = self._mask(message.text) if message.target_type is TargetType.ROOM else message.text
+        if message.target_type is TargetType.ROOM and (message.awaits_reply or message.awaits_rating_from):
+            if channel in self._channels and self._channels.get(channel).capabilities.hears_only_mentions:
+                text = f"{text}\n{t('channels.answer_with_mention')}"
         return replace(message, channel=channel, text=text)
 
     @staticmethod
     def _home_channel(session: Session, message: OutgoingMessage) -> str | None:
-        """A group's or a worker's registered channel; residents are answered where they wrote."""
+        """A group's, a worker's or a street contact's registered channel; residents are answered where they wrote."""
         if message.target_type is TargetType.ROOM:
             group = session.get(ChatGroup, message.target_id)
             return group.channel if group is not None else None
-        worker = session.get(Worker, message.target_id)
-        return worker.channel if worker is not None else None
+        person = session.get(Worker, message.target_id) or session.get(StreetContact, message.target_id)
+        return person.channel if person is not None else None
 
     # --- queue -----------------------------------------------------------------------------------------
 

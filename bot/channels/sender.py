@@ -2,7 +2,7 @@
 
 Notice delivery knows a channel only through `RoomSender`: its name, the account it posts from (platforms
 restrict accounts, so rate limits are per account), how long one text may be, how fast it may post, and
-`send_to_room`. The web chat implements it now; issue #7 puts wechaty and WeCom behind the same protocol.
+`send_to_room`. The web chat implements it, and so do the wechaty and WeCom channels (bot/channels/base.py, docs/channels.md).
 
 A channel whose "sending" is a row in our own database (the web chat) also implements `LocalRoomSender`:
 it writes into the caller's transaction, so the message and the record that it went out commit together

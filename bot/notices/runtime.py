@@ -7,7 +7,6 @@ arq worker, or the embedded LocalQueue).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -34,18 +33,9 @@ DELIVER_JOB = "deliver_notice"
 _ENQUEUE_CONCURRENCY = 200
 
 
-def limits_for(senders: Iterable[RoomSender], raw: str) -> dict[str, SendLimits]:
-    """Each channel's own limits, with NOTICE_RATE_LIMITS overrides; a malformed setting stops start-up with why."""
-    overrides: dict[str, dict[str, object]] = {}
-    if raw.strip():
-        try:
-            overrides = json.loads(raw)
-            if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
-                raise ValueError("expected an object of objects")
-        except ValueError as exc:
-            raise ValueError(
-                f'NOTICE_RATE_LIMITS must be JSON like {{"webchat": {{"per_account": 20, "window_seconds": 60}}}}: {exc}'
-            ) from None
+def limits_for(senders: Iterable[RoomSender], overrides: Mapping[str, Mapping[str, object]]) -> dict[str, SendLimits]:
+    """Each channel's own limits, with the NOTICE_RATE_LIMITS overrides (settings.notice_rate_limits: parsed and
+    checked when settings load, so a malformed one has already stopped start-up with why)."""
     limits = {}
     for sender in senders:
         try:

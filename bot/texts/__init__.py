@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from grid import labels
 from grid.clock import LOCAL_TZ
 
 TEXTS_FILE = Path(__file__).parent / "zh.yml"
@@ -30,7 +31,8 @@ def text(key: str, **params: object) -> str:
 
 
 def local_time(moment: datetime) -> str:
-    """Times residents and workers read are local: 11月27日16:42."""
+    """A moment as people read it, in local time: 11月27日16:42 (`formats.moment`). The one format for residents,
+    workers and the 12345 hotline (Open311 service_notice); spreadsheets and operators' CLI tables keep full dates."""
     return text("formats.moment", moment=moment.astimezone(LOCAL_TZ))
 
 
@@ -40,11 +42,18 @@ def day_name(day: date) -> str:
 
 
 def colour_name(colour: str) -> str:
-    return text(f"colours.{colour}")
+    """Ticket names (colours, statuses, events) come from grid/data/ticket_labels.yml, shared with the console and
+    Open311 (grid/labels.py); these are the chat's way in."""
+    return labels.colour_name(colour)
 
 
 def status_name(status: str) -> str:
-    return text(f"statuses.{status}")
+    return labels.status_name(status)
+
+
+def action_name(action: str) -> str:
+    """A ticket event's name, as a timeline shows it (接单, 审核退回…)."""
+    return labels.action_name(action)
 
 
 def error_text(code: str, params: dict[str, object]) -> str:

@@ -1,4 +1,4 @@
-"""accounts, their sessions and API tokens (console and REST API, issue #8)
+"""accounts, their sessions and API tokens (console and REST API; docs/security.md)
 
 Revision ID: 0009_accounts
 Revises: 0008_channels

@@ -1,4 +1,4 @@
-"""the "您想问的是…" floor beside each model's answer thresholds (issue #22 item 5)
+"""the "您想问的是…" floor beside each model's answer thresholds (docs/architecture.md, "您想问的是…")
 
 Revision ID: 0010_suggestion_floor
 Revises: 0009_accounts

@@ -1,4 +1,4 @@
-"""a worker's morning digest (issue #23 item 4): opted in or not, and the local day it was last sent
+"""a worker's morning digest (docs/tickets.md, "A worker's day"): opted in or not, and the local day it was last sent
 
 Revision ID: 0011_morning_digest
 Revises: 0010_suggestion_floor

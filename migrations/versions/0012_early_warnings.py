@@ -1,4 +1,4 @@
-"""early warnings (预警, issue #24 item 2): bursts of reports of one problem or one category in a community
+"""early warnings (预警; docs/tickets.md): bursts of reports of one problem or one category in a community
 
 Revision ID: 0012_early_warnings
 Revises: 0011_morning_digest

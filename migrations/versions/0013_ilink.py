@@ -1,4 +1,4 @@
-"""personal WeChat through the official iLink route (issue #27 item 2): bindings and per-contact reply windows
+"""personal WeChat through the official iLink route (docs/channels.md): bindings and per-contact reply windows
 
 Revision ID: 0013_ilink
 Revises: 0012_early_warnings

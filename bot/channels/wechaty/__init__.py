@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def build_channel(settings: Settings, factory: sessionmaker[Session]) -> WechatyChannel | None:
     """The channel when WECHATY_PUPPET_SERVICE_TOKEN is set, else None."""
-    if not settings.wechaty_puppet_service_token:
+    if not settings.wechaty_puppet_service_token.get_secret_value():
         return None
     from bot.channels.wechaty.adapter import build
 

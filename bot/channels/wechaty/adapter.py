@@ -411,7 +411,7 @@ class WechatyChannel(ChannelBase):
 
 def build(settings: Settings, factory: sessionmaker[Session]) -> WechatyChannel:
     """The channel from settings (bot/settings.py, the wechaty block); a half-done configuration stops start-up."""
-    token, endpoint = settings.wechaty_puppet_service_token, settings.wechaty_puppet_service_endpoint
+    token, endpoint = settings.wechaty_puppet_service_token.get_secret_value(), settings.wechaty_puppet_service_endpoint
     if not token or not endpoint:
         raise ValueError(
             "WECHATY_PUPPET_SERVICE_TOKEN and WECHATY_PUPPET_SERVICE_ENDPOINT are needed together "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -24,12 +24,14 @@ class WeComConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> WeComConfig | None:
         """None when the app is not configured (the channel is then not built); half a configuration is an error."""
+        secret, token = settings.wecom_secret.get_secret_value(), settings.wecom_token.get_secret_value()
+        aes_key = settings.wecom_encoding_aes_key.get_secret_value()
         values = {
             "WECOM_CORP_ID": settings.wecom_corp_id,
             "WECOM_AGENT_ID": settings.wecom_agent_id,
-            "WECOM_SECRET": settings.wecom_secret,
-            "WECOM_TOKEN": settings.wecom_token,
-            "WECOM_ENCODING_AES_KEY": settings.wecom_encoding_aes_key,
+            "WECOM_SECRET": secret,
+            "WECOM_TOKEN": token,
+            "WECOM_ENCODING_AES_KEY": aes_key,
         }
         present = [name for name, value in values.items() if value not in ("", None)]
         if not present:
@@ -37,33 +39,26 @@ class WeComConfig:
         missing = [name for name in values if name not in present]
         if missing:
             raise ValueError(f"WeCom is half configured: {', '.join(missing)} missing (set all of {', '.join(values)})")
-        if len(settings.wecom_encoding_aes_key) != 43:
+        if len(aes_key) != 43:
             raise ValueError("WECOM_ENCODING_AES_KEY must be the 43 characters shown in the admin console")
         assert settings.wecom_agent_id is not None
         api_base = settings.wecom_api_base.rstrip("/")
         return cls(
             corp_id=settings.wecom_corp_id,
             agent_id=settings.wecom_agent_id,
-            secret=settings.wecom_secret,
-            token=settings.wecom_token,
-            encoding_aes_key=settings.wecom_encoding_aes_key,
+            secret=secret,
+            token=token,
+            encoding_aes_key=aes_key,
             api_base=api_base,
             replay_window_seconds=settings.wecom_replay_window_seconds,
             robots=parse_robots(settings.wecom_robots, api_base),
         )
 
 
-def parse_robots(raw: str, api_base: str) -> dict[str, str]:
-    """WECOM_ROBOTS: {"group id": "robot key" or "https://…/webhook/send?key=…"} -> group id to webhook URL."""
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise ValueError(f'WECOM_ROBOTS must be JSON like {{"group-id": "robot-key"}}: {exc}') from None
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in data.items()):
-        raise ValueError('WECOM_ROBOTS must map group ids to robot keys or webhook URLs: {"group-id": "robot-key"}')
-    return {group: _webhook_url(value, api_base) for group, value in data.items()}
+def parse_robots(robots: Mapping[str, str], api_base: str) -> dict[str, str]:
+    """WECOM_ROBOTS (settings.wecom_robots, checked when settings load): group id -> robot key or full webhook
+    URL; here every key becomes the URL on `api_base`."""
+    return {group: _webhook_url(value, api_base) for group, value in robots.items()}
 
 
 def _webhook_url(value: str, api_base: str) -> str:

@@ -108,6 +108,7 @@ class AibotChannel(ChannelBase):
         can_mention=True,  # <@userid> in markdown; a reply in place needs none for the member it answers
         can_message_contacts=True,  # members who have written to the robot
         can_send_media=False,  # no media upload yet: a picture goes out as a link
+        hears_only_mentions=True,  # a group message reaches the robot only when it @s it
         limits=PUSH_LIMITS,
         reply_limits=REPLY_LIMITS,
     )

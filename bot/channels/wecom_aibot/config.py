@@ -23,7 +23,7 @@ class AibotConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> AibotConfig | None:
         """None when the robot is not configured (the channel is then not built)."""
-        bot_id, secret = settings.wecom_aibot_bot_id.strip(), settings.wecom_aibot_secret.strip()
+        bot_id, secret = settings.wecom_aibot_bot_id.strip(), settings.wecom_aibot_secret.get_secret_value().strip()
         if not bot_id and not secret:
             return None
         if not bot_id or not secret:

@@ -3,15 +3,9 @@
 // POST /api/v1/tickets/{number}/actions; the server decides, the page only leaves out buttons that cannot apply.
 import { $, api, attempt, boot, clear, el, field, fmtTime, meta, safeUrl, select, toast } from "./common.js";
 
-const ACTIONS = {
-  accept: "接单", resolve: "办结", transfer: "转派", escalate: "上报部门", return: "退回", dispatch: "派单",
-  review: "审核通过", reject: "驳回", cancel: "撤销", merge: "合并", triage: "调整颜色/时限",
-};
-const EVENT_NAMES = {
-  ...ACTIONS, submit: "受理", close: "完结", reopen: "重新处理", urge: "催办", co_report: "联报", photo: "补充照片",
-  merge_in: "并入重复工单", possible_duplicate: "可能重复", remind: "提醒", overdue: "超期", work_photo: "现场照片", work_note: "语音说明",
-};
-const ROLE_NAMES = { worker: "网格员", lead: "社区负责人", admin: "管理员", department: "部门", resident: "居民", system: "系统" };
+// The actions a page offers, in this order. Their names, like every status, colour, event and role name on this page,
+// come from the server (meta: grid/data/ticket_labels.yml, the chat's and Open311's names too).
+const OFFERED = ["accept", "resolve", "transfer", "escalate", "return", "dispatch", "review", "reject", "cancel", "merge", "triage"];
 
 let account;
 let info;
@@ -20,6 +14,8 @@ let current = null; // the ticket shown in the detail panel
 const workerName = (id) => (info.workers.find((w) => w.id === id) || {}).name || id;
 const gridName = (code) => (info.grids.find((g) => g.code === code) || {}).name || code;
 const statusName = (s) => info.statuses[s] || s;
+const actionName = (a) => info.actions[a] || a;
+const roleName = (r) => info.roles[r] || r;
 
 function colourBadge(colour) {
   return el("span", { class: `badge ${colour}` }, info.colours[colour] || colour);
@@ -128,7 +124,7 @@ function renderDetail(panel, t) {
     ["办结时间", t.resolved_at ? fmtTime(t.resolved_at) : null],
     ["办理结果", t.result ? el("span", { class: "pre" }, t.result) : null],
     ["居民评价", t.rating],
-    ["联报居民", t.co_reporters.length ? String(t.co_reporters.length) : null],
+    ["其他反映居民", t.co_reporters.length ? String(t.co_reporters.length) : null],
   ].filter(([, value]) => value !== null && value !== undefined && value !== "");
   clear(
     panel,
@@ -148,8 +144,8 @@ function eventItem(e, t) {
   return el(
     "li",
     {},
-    el("div", {}, el("b", {}, EVENT_NAMES[e.action] || e.action), " ", el("span", { class: "muted" }, fmtTime(e.created_at))),
-    el("div", { class: "muted" }, `${ROLE_NAMES[e.actor_role] || e.actor_role}：${who}`, moved ? `　${moved}` : ""),
+    el("div", {}, el("b", {}, actionName(e.action)), " ", el("span", { class: "muted" }, fmtTime(e.created_at))),
+    el("div", { class: "muted" }, `${roleName(e.actor_role)}：${who}`, moved ? `　${moved}` : ""),
     e.note ? el("div", { class: "pre" }, e.note) : null,
     photoList(e.photos),
   );
@@ -165,7 +161,7 @@ function possible(action, t, role) {
 function actionsFor(t) {
   const role = actingRole();
   if (!role) return null; // viewers read only
-  const offered = Object.keys(ACTIONS).filter((a) => possible(a, t, role));
+  const offered = OFFERED.filter((a) => possible(a, t, role));
   if (!offered.length) return null;
   return [el("h3", {}, "处理"), el("div", { class: "actions", id: "actions" }, offered.map((a) => actionForm(a, t)))];
 }
@@ -192,13 +188,13 @@ function actionForm(action, t) {
     return: [reasonField()],
     dispatch: [field("派给", select({ name: "target" }, "本网格值班网格员", workers))],
     review: [reasonField("意见")],
-    reject: [reasonField("驳回原因")],
+    reject: [reasonField("退回原因")],
     cancel: [reasonField()],
     // A ticket the duplicate check flagged (可能重复) offers the open ticket it may repeat.
     merge: [field("合并到工单号", el("input", { name: "target", required: true, placeholder: "GD…", value: flaggedDuplicateOf(t) }))],
     triage: [field("颜色", select({ name: "colour" }, "不变", Object.entries(info.colours))), reasonField()],
   }[action];
-  const button = el("button", { type: "submit", class: action === "cancel" ? "danger" : null }, ACTIONS[action]);
+  const button = el("button", { type: "submit", class: action === "cancel" ? "danger" : null }, actionName(action));
   const form = el("form", { class: "action", dataset: { action } }, inputs, button);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -209,7 +205,7 @@ function actionForm(action, t) {
     if (data.has("photos")) body.photos = String(data.get("photos")).split(/\s+/).filter(Boolean);
     attempt(button, async () => {
       const updated = await api(`/api/v1/tickets/${encodeURIComponent(t.number)}/actions`, { method: "POST", body });
-      toast(`${ACTIONS[action]}：${updated.number} ${statusName(updated.status)}`);
+      toast(`${actionName(action)}：${updated.number} ${statusName(updated.status)}`);
       current = updated;
       renderDetail($("#detail"), updated);
       loadList();

@@ -8,8 +8,8 @@ event loop and endpoint settings, and the `async with` around it no longer close
 
 Idle connections are dropped after `KEEPALIVE_SECONDS`, below uvicorn's 5 s (the app's server): a server
 closes an idle connection on its own schedule, and a request sent on one it has just closed would fail.
-Installed by the project's input channel when the Rasa server starts; the channel closes the sessions when the
-server stops (`close_shared`), so Rasa's shutdown does not report them unclosed.
+Installed by `rasa_ext.patches.install()` when the Rasa server starts; the project's channel closes the sessions
+when the server stops (`close_shared`), so Rasa's shutdown does not report them unclosed.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Rasa 3.6 validates each action server response with `jsonschema.validate`, which
 itself against the JSON Schema 2020-12 meta-schema. That check does not depend on the response, yet it cost
 about a quarter of the Rasa server's CPU in a policy-question turn (py-spy, bench/e2e.py load). Here the
 schema is checked once and its validator reused: the same responses pass, the same ones fail with the
-same message. Installed by the project's input channel when the Rasa server starts.
+same message. Installed by `rasa_ext.patches.install()` when the Rasa server starts.
 """
 
 from __future__ import annotations

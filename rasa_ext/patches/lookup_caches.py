@@ -10,8 +10,8 @@ py-spy on the Rasa server under bench/e2e.py load showed each at about 2.5 % of 
   for the same handful of targets.
 
 Both answers depend only on the classes imported and on the trained graph, which are fixed once the server
-has loaded its model (a model loaded later is a new schema object, with its own cache). Installed by the
-project's input channel when the Rasa server starts.
+has loaded its model (a model loaded later is a new schema object, with its own cache). Installed by
+`rasa_ext.patches.install()` when the Rasa server starts.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ it was a read and then a MULTI, two round trips on Rasa's event loop, and a save
 starts a session (most of a group's turns: a resident rarely writes twice within two hours).
 
 Select it in endpoints.yml with
-`tracker_store: {type: rasa_channels.session_tracker_store.SessionRedisTrackerStore, …}` and the usual
+`tracker_store: {type: rasa_ext.stores.session_tracker_store.SessionRedisTrackerStore, …}` and the usual
 Redis settings.
 """
 

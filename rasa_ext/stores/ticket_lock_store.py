@@ -27,7 +27,7 @@ the last ticket does. A ticket expires `lock_lifetime` seconds after it was take
 ticket stops blocking the conversation; all three keys expire with the latest ticket, so nothing is left.
 A waiter whose own ticket expired gets Rasa's `LockError`.
 
-Select it in endpoints.yml with `lock_store: {type: rasa_channels.ticket_lock_store.AtomicRedisLockStore, …}`
+Select it in endpoints.yml with `lock_store: {type: rasa_ext.stores.ticket_lock_store.AtomicRedisLockStore, …}`
 and the usual Redis settings. Every Rasa server sharing the Redis must use this same class (and key_prefix):
 a server with Rasa's own `type: redis` reads and writes the JSON key and would neither see nor respect
 these tickets.

@@ -1,1 +1,0 @@
-"""Rasa input channels of this project, loaded by the Rasa server from credentials.yml (not training inputs)."""
