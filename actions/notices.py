@@ -9,6 +9,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.context import speaker
+from actions.format import run_messages
+from actions.policy import knowledge_answer
 from actions.runtime import in_transaction
 from actions.unplaced import place, too_long_for_small_talk
 from bot.notices.render import current_notices_text
@@ -23,11 +25,19 @@ class ActionCurrentNotices(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[dict[str, Any]]:
         who = speaker(tracker)
+        said = (tracker.latest_message or {}).get("text") or ""
         found, answer = await in_transaction(lambda session: _answer(current_notices(session, who.group_id)))
-        if not found and too_long_for_small_talk((tracker.latest_message or {}).get("text") or ""):
+        if not found and too_long_for_small_talk(said):
             # "No notices" answers 最近有什么通知, not a long question NLU took for one (对于保障城市基本运行的重点商超…):
             # that is placed like any message NLU could not place.
             return await place(dispatcher, tracker)
+        if not found:
+            # A short policy question read as asking after notices (最近有什么补贴) is better answered by the knowledge
+            # base, when it is sure, than told there are no notices.
+            answered = await in_transaction(lambda session: knowledge_answer(session, who, said))
+            if answered:
+                run_messages(dispatcher, answered)
+                return []
         dispatcher.utter_message(text=answer)
         return []
 

@@ -171,8 +171,10 @@ def test_killed_rasa_is_restarted_and_the_message_held_meanwhile_is_answered(run
     before = _last_line_id(run)
     assert _say(run, sender, "楼道里的灯坏了好几天了") == [f"@居民 {t('router.rasa_down')}"]
 
-    second = _wait_for(run.rasa_pid, 600, "Rasa restarted and ready", run)
-    assert second != first and not _running(first)
+    # A new pid: until the watcher (polling every half second, later on a loaded machine) notices the exit, the
+    # supervisor still names the killed server as up.
+    _wait_for(lambda: (pid := run.rasa_pid()) != first and pid, 600, "Rasa restarted and ready", run)
+    assert not _running(first)
     assert run.health()["status"] == "ok" and run.health()["rasa"]["servers"][0]["restarts"] == 1
     assert _restarts(run) == restarts_before + 1
     # The held message is replayed once Rasa is back (the periodic replay is an hour away here): its answer shows.

@@ -219,3 +219,12 @@ def test_a_long_question_taken_for_asking_after_notices_is_placed_when_there_are
     assert len(texts(short)) == 1 and "单号" not in texts(short)[0], short  # answered: none, or the current ones
     said = texts(long)  # the current notices, when there are some; else the knowledge base, an offer or a person
     assert said and none not in said and not any(b in x for b in BRUSH_OFFS for x in said), said
+
+
+def test_a_short_policy_question_taken_for_asking_after_notices_gets_the_knowledge_base_answer(
+    webhook: httpx.Client,
+) -> None:
+    """With no notices, 高龄补贴怎么申请 read as ask_notices is answered from the knowledge base, with its source."""
+    _, responses = call(webhook, "action_current_notices", "ask_notices", "高龄补贴怎么申请", gate=0.9)
+    said = texts(responses)
+    assert said and t("notices.current_none") not in said, said  # the current notices, if any; else the answer

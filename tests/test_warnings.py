@@ -31,7 +31,7 @@ from bot.messages import TargetType
 from bot.settings import PROJECT_ROOT, Settings
 from bot.warning_notices import warning_notices
 from grid.duplicates import load_judge
-from grid.geography import Grid, Region, StreetContact
+from grid.geography import ChatGroup, Grid, Region, StreetContact, Worker
 from grid.outbox import OutboxMessage
 from grid.problems import ProblemJudge
 from grid.service import TicketService
@@ -487,14 +487,36 @@ def test_the_weekly_report_groups_a_recurring_problem_by_meaning(
 # --- through the web chat on the real Rasa server ----------------------------------------------------------------
 
 
-def _file_in_chat(chat: Chat, text: str, place: str) -> list[dict[str, str]]:
-    """A new resident reports in demo-grid-1 (陈书记's community), answering "where?" if the form asks."""
+def _file_in_chat(chat: Chat, text: str, place: str, group: str = "demo-grid-1") -> list[dict[str, str]]:
+    """A new resident reports in `group` (demo-grid-1: 陈书记's community), answering "where?" if the form asks."""
     sender = f"resident-{uuid.uuid4().hex[:8]}"
-    replies = chat.say(text, group="demo-grid-1", sender=sender, name="居民小周", mention=True)
+    replies = chat.say(text, group=group, sender=sender, name="居民小周", mention=True)
     room = " ".join(r["text"] for r in replies if r["target_type"] == "room")
     if "在哪个位置" in room:  # NLU did not take the place from the sentence: the form asks
-        replies += chat.say(place, group="demo-grid-1", sender=sender, name="居民小周", mention=True)
+        replies += chat.say(place, group=group, sender=sender, name="居民小周", mention=True)
     return replies
+
+
+@pytest.fixture
+def street_community(session_factory: sessionmaker[Session]) -> tuple[str, str]:
+    """(group, lead) of a community of its own under demo-street (幸福街道, whose person is 周主任, street-1): a problem
+    is counted across the community's places, so other tests' reports of the same hazard in a shared community
+    would make this test's reports grow their warning instead of raising one."""
+    tag = uuid.uuid4().hex[:8]
+    community, grid, group, lead = f"community-st-{tag}", f"grid-st-{tag}", f"group-st-{tag}", f"lead-st-{tag}"
+    with unit_of_work(session_factory) as session:
+        session.add(Region(code=community, name=f"测试社区{tag}", level="community", parent_code="demo-street"))
+        session.flush()
+        session.add(Grid(code=grid, name=f"测试网格{tag}", community_code=community))
+        session.flush()
+        session.add_all(
+            [
+                Worker(id=f"worker-st-{tag}", name="周网格", grid_code=grid, role="worker"),
+                Worker(id=lead, name="陈书记", grid_code=grid, role="lead"),
+                ChatGroup(id=group, name=f"测试居民群{tag}", grid_code=grid),
+            ]
+        )
+    return group, lead
 
 
 @pytest.mark.rasa
@@ -519,24 +541,24 @@ def test_three_residents_in_other_words_give_the_lead_one_warning(chat: Chat) ->
 
 
 @pytest.mark.rasa
-def test_a_red_burst_in_the_chat_reaches_the_lead_and_the_street(chat: Chat) -> None:
-    """Three residents report one hazard in 陈书记's community (demo-street, whose person is 周主任, street-1): the
-    third report's turn sends the 【预警】 to the lead and to the street's person privately."""
+def test_a_red_burst_in_the_chat_reaches_the_lead_and_the_street(chat: Chat, street_community: tuple[str, str]) -> None:
+    """Three residents report one hazard in a community of 幸福街道 (demo-street, whose person is 周主任, street-1):
+    the third report's turn sends the 【预警】 to the lead and to the street's person privately."""
+    group, lead = street_community
     building = f"{100 + uuid.uuid4().int % 800}号楼"
     said = [
         (f"{building}有人用飞线给电动车充电，电线从楼上吊下来，太危险了", building),
         (f"{building}又有人从窗户拉电线充电瓶车", building),
         (f"{building}飞线充电的又来了，着火怎么办", building),
     ]
-    warned: dict[str, list[tuple[int, str]]] = {"lead-1": [], "street-1": []}
+    warned: dict[str, list[tuple[int, str]]] = {lead: [], "street-1": []}
     seen = []
     for index, (text, place) in enumerate(said, start=1):
-        replies = _file_in_chat(chat, text, place)
+        replies = _file_in_chat(chat, text, place, group)
         seen.append(replies)  # for the failure message
         for reply in replies:
             if reply["target_type"] == "contact" and reply["target_id"] in warned and building in reply["text"]:
-                # this problem's warning (other tests' reports in the community may make a category one)
                 warned[reply["target_id"]] += [(index, reply["text"])] if "条反映指向同一问题" in reply["text"] else []
-    assert [i for i, _ in warned["lead-1"]] == [3] and [i for i, _ in warned["street-1"]] == [3], seen
-    assert "已同步告知幸福街道周主任" in warned["lead-1"][0][1]
+    assert [i for i, _ in warned[lead]] == [3] and [i for i, _ in warned["street-1"]] == [3], seen
+    assert "已同步告知幸福街道周主任" in warned[lead][0][1]
     assert "社区负责人陈书记已收到此预警" in warned["street-1"][0][1]
