@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import JSON, Boolean, Integer, String, Text, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from bot.messages import IncomingMessage, Media, MediaKind
+from bot.messages import IncomingMessage, Media
 from storage.base import Base, utcnow
 from storage.engine import unit_of_work
 from storage.types import UTCDateTime
@@ -55,7 +55,7 @@ class DeferredMessage(Base):
             text=message.text,
             mentions_bot=message.mentions_bot,
             grid_code=message.grid_code,
-            media=[_media_json(m) for m in message.media] or None,
+            media=[m.to_json() for m in message.media] or None,
             status=status,
             last_error=error[:2000] if error is not None else None,
         )
@@ -70,23 +70,8 @@ class DeferredMessage(Base):
             mentions_bot=self.mentions_bot,
             message_id=self.message_id,
             grid_code=self.grid_code,
-            media=tuple(_media_from(m) for m in self.media or ()),
+            media=tuple(Media.from_json(m) for m in self.media or ()),
         )
-
-
-def _media_json(media: Media) -> dict[str, object]:
-    return {"kind": media.kind.value, "url": media.url, "name": media.name, "mime": media.mime, "size": media.size}
-
-
-def _media_from(data: dict[str, object]) -> Media:
-    size = data.get("size")
-    return Media(
-        kind=MediaKind(str(data["kind"])),
-        url=str(data["url"]),
-        name=str(data["name"]) if data.get("name") else None,
-        mime=str(data["mime"]) if data.get("mime") else None,
-        size=int(size) if isinstance(size, int) else None,
-    )
 
 
 HELD, RECEIVED, DONE = "held", "received", "done"

@@ -40,6 +40,21 @@ class Media:
     mime: str | None = None
     size: int | None = None
 
+    def to_json(self) -> dict[str, object]:
+        """The form a stored row keeps it in (messages held while Rasa is down, outgoing parts queued to send)."""
+        return {"kind": self.kind.value, "url": self.url, "name": self.name, "mime": self.mime, "size": self.size}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Media:
+        size = data.get("size")
+        return cls(
+            kind=MediaKind(str(data["kind"])),
+            url=str(data["url"]),
+            name=str(data["name"]) if data.get("name") else None,
+            mime=str(data["mime"]) if data.get("mime") else None,
+            size=int(size) if isinstance(size, int) else None,
+        )
+
 
 # NUL and lone surrogates: what a database (PostgreSQL text) cannot store and no person types.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -555,17 +555,23 @@ def test_a_private_question_nobody_can_answer_goes_to_the_worker_of_the_persons_
 # --- through the trained Rasa server ------------------------------------------------------------------------------
 
 
+def _ilink_grid(factory: sessionmaker[Session], grid_name: str, worker_name: str) -> tuple[str, str, str]:
+    """(grid, worker, resident): a grid of its own in demo-community-1 whose worker is reached on iLink."""
+    grid = f"ilink-grid-{uuid.uuid4().hex[:6]}"
+    worker, resident = new_user(), new_user()
+    with unit_of_work(factory) as session:
+        session.add(Grid(code=grid, name=grid_name, community_code="demo-community-1"))
+        session.flush()
+        session.add(Worker(id=worker, name=worker_name, grid_code=grid, channel="ilink"))
+    return grid, worker, resident
+
+
 @pytest.mark.rasa
 def test_a_private_question_is_answered_and_a_report_files_a_ticket_for_the_worker_on_wechat(
     peer: IlinkPeer, database_url: str, app_url: str, rasa_url: str, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     """`app_url` serves Rasa's actions; this app, on the same database, holds the iLink channel."""
-    grid = f"ilink-grid-{uuid.uuid4().hex[:6]}"
-    worker, resident = new_user(), new_user()
-    with unit_of_work(session_factory) as session:
-        session.add(Grid(code=grid, name="个人微信测试网格", community_code="demo-community-1"))
-        session.flush()
-        session.add(Worker(id=worker, name="钱网格员", grid_code=grid, channel="ilink"))
+    grid, worker, resident = _ilink_grid(session_factory, "个人微信测试网格", "钱网格员")
     admin = role_headers(session_factory, "admin")
     with IlinkHost(ilink_settings(database_url, peer, tmp_path, rasa_url)) as host:
         bind(host, peer, admin, worker)
@@ -632,12 +638,7 @@ def test_a_private_reporter_is_told_privately_of_the_outcome_and_rates_even_afte
     peer: IlinkPeer, database_url: str, app_url: str, rasa_url: str, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     """No group to be told in: the resolve notice and the rating request come privately on WeChat, and 满意 closes."""
-    grid = f"ilink-grid-{uuid.uuid4().hex[:6]}"
-    worker, resident = new_user(), new_user()
-    with unit_of_work(session_factory) as session:
-        session.add(Grid(code=grid, name="个人微信回访网格", community_code="demo-community-1"))
-        session.flush()
-        session.add(Worker(id=worker, name="孙网格员", grid_code=grid, channel="ilink"))
+    grid, worker, resident = _ilink_grid(session_factory, "个人微信回访网格", "孙网格员")
     admin = role_headers(session_factory, "admin")
     with IlinkHost(ilink_settings(database_url, peer, tmp_path, rasa_url)) as host:
         bind(host, peer, admin, worker)

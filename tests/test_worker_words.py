@@ -23,22 +23,16 @@ import redis.asyncio as aioredis
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.deferred import DeferredStore
-from bot.expectations import MemoryExpectations
-from bot.group_settings import GroupPolicies
-from bot.messages import IncomingMessage
 from bot.normalise import normalise
-from bot.rasa_client import RasaClient
-from bot.router import MessageRouter
-from bot.settings import Settings
-from bot.worker_desk import MemoryPendingChoices, RedisPendingChoices, WorkerDesk, load_desk, question
+from bot.worker_desk import MemoryPendingChoices, RedisPendingChoices, load_desk, question
 from bot.worker_words import Act, Desk, DeskTicket, Pending, understand
 from grid.geography import Grid, Worker
 from grid.service import TicketService
 from grid.tickets import Ticket
 from storage.engine import unit_of_work
 from tests.conftest import REDIS_URL
-from tests.servers import Chat, FakeRasa, action_call
+from tests.servers import Chat
+from tests.worker_chat import WorkerChat
 
 BOT = "网格助手"
 SEPARATOR = "- - - - - - - - - - - - - - -"
@@ -221,53 +215,17 @@ def site(session_factory: sessionmaker[Session]) -> Worksite:
     return worksite(session_factory)
 
 
-class Conversation:
-    """The router as the app builds it (worker words on), in front of a Rasa that records what it is sent."""
+class Conversation(WorkerChat):
+    """tests/worker_chat.WorkerChat read as texts: what the app replied itself and what the actions said."""
 
-    def __init__(self, factory: sessionmaker[Session], webhook: httpx.Client) -> None:
-        self.rasa = FakeRasa({}, reply=[{"recipient_id": "x", "text": "好的"}])
-        settings = Settings()
-        self.router = MessageRouter(
-            settings,
-            RasaClient(self.rasa.url),
-            MemoryExpectations(),
-            DeferredStore(factory),
-            GroupPolicies(factory, settings),
-            workers=WorkerDesk(factory, MemoryPendingChoices(), BOT, 1800),
-        )
-        self.webhook = webhook
-
-    def say(self, sender: str, name: str, text: str) -> tuple[list[str], dict[str, Any] | None]:
+    def say(self, sender: str, name: str, text: str, voice: bool = False) -> tuple[list[str], dict[str, Any] | None]:  # type: ignore[override]
         """What the app replied itself, and the turn it sent Rasa (None when it answered without Rasa)."""
-        before = len(self.rasa.turns)
+        outgoing, turn = super().say(sender, name, text, voice)
+        return [out.text for out in outgoing], turn
 
-        async def turn() -> list[str]:
-            try:
-                message = IncomingMessage("webchat", sender, name, text, message_id=uuid.uuid4().hex)
-                return [out.text for out in await self.router.handle(message) if out.text != "好的"]
-            finally:
-                await self.router.rasa.aclose()
-
-        replies = asyncio.run(turn())
-        return replies, (self.rasa.turns[before] if len(self.rasa.turns) > before else None)
-
-    def act(self, turn: dict[str, Any]) -> list[str]:
+    def act(self, turn: dict[str, Any] | None) -> list[str]:  # type: ignore[override]
         """Run the turn's `/worker_…{…}` as Rasa does: its intent's action, with the entities it carries."""
-        found = re.fullmatch(r"/(\w+)(\{.*\})?", turn["message"], re.DOTALL)
-        assert found, turn["message"]
-        intent, entities = found.group(1), json.loads(found.group(2) or "{}")
-        latest = {
-            "text": turn["message"],
-            "intent": {"name": intent, "confidence": 1.0},
-            "entities": [{"entity": k, "value": v} for k, v in entities.items()],
-            "metadata": turn["metadata"],
-        }
-        response = self.webhook.post("/webhook", json=action_call(f"action_{intent}", turn["sender"], latest))
-        assert response.status_code == 200, response.text
-        return [r["text"] for r in response.json()["responses"] if r.get("text")]
-
-    def close(self) -> None:
-        self.rasa.close()
+        return [r["text"] for r in super().act(turn) if r.get("text")]
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from bot.channels.outbound import OutboundMessage, OutboundStatus
 from bot.channels.ratelimit import RateLimiter, budgets_for, take_slot
 from bot.channels.registry import ChannelRegistry, UnknownChannel
 from bot.channels.sender import SendError, split_text
-from bot.messages import Media, MediaKind, Mention, OutgoingMessage, TargetType
+from bot.messages import Media, Mention, OutgoingMessage, TargetType
 from bot.metrics import MESSAGES_OUT
 from bot.texts import text as t
 from grid.geography import ChatGroup, StreetContact, Worker
@@ -154,7 +154,7 @@ class Dispatcher:
                 mentions = [{"id": m.id, "name": m.name} for m in message.mentions] if index == 0 else []
                 rows.append(self._row(message, text=part, mentions=mentions))
             for media in message.media:
-                rows.append(self._row(message, media=_media_json(media)))
+                rows.append(self._row(message, media=media.to_json()))
         with unit_of_work(self._factory) as session:
             session.add_all(rows)
             session.flush()
@@ -303,7 +303,7 @@ class Dispatcher:
     @staticmethod
     async def _call(channel: Channel, row: OutboundMessage) -> None:
         if row.media:
-            await channel.send_media(TargetType(row.target_type), row.target_id, _media_from(row.media), key=row.key)
+            await channel.send_media(TargetType(row.target_type), row.target_id, Media.from_json(row.media), key=row.key)
         elif row.target_type == TargetType.ROOM:
             mentions = tuple(Mention(m["id"], m["name"]) for m in row.mentions)
             await channel.say_to_room(row.target_id, row.text, mentions, key=row.key)
@@ -324,18 +324,3 @@ class Dispatcher:
         log.warning("message #%d on %s not sent (attempt %d), retry in %.0f s: %s", row.id, row.channel, attempts, delay, error)
         await asyncio.to_thread(self._release, row.id, delay, str(error), attempted=True)
         MESSAGES_OUT.labels(row.channel, "retry").inc()
-
-
-def _media_json(media: Media) -> dict[str, object]:
-    return {"kind": media.kind.value, "url": media.url, "name": media.name, "mime": media.mime, "size": media.size}
-
-
-def _media_from(data: dict[str, object]) -> Media:
-    size = data.get("size")
-    return Media(
-        kind=MediaKind(str(data["kind"])),
-        url=str(data["url"]),
-        name=str(data["name"]) if data.get("name") else None,
-        mime=str(data["mime"]) if data.get("mime") else None,
-        size=int(size) if isinstance(size, int) else None,
-    )
